@@ -1,0 +1,106 @@
+"""The Python API: ``pinnace.run(image, command, **options)``.
+
+In-process: no CLI subprocess, the Rust core clones the container straight
+from this interpreter (releasing the GIL while it waits).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from typing import Iterable, Mapping
+
+from pinnace.config import RunOptions, env_list
+
+DEFAULT_ROOT = "/var/lib/pinnace"
+DEFAULT_RUNROOT = "/run/pinnace"
+
+
+def default_root() -> str:
+    return os.environ.get("PINNACE_ROOT") or DEFAULT_ROOT
+
+
+def default_runroot() -> str:
+    return os.environ.get("PINNACE_RUNROOT") or DEFAULT_RUNROOT
+
+
+@dataclass
+class RunResult:
+    """What a finished container left: like ``subprocess.CompletedProcess``."""
+
+    id: str
+    name: str
+    exit_code: int
+    stdout: bytes | None
+    stderr: bytes | None
+    #: the signal that killed the command, if one did (exit_code is then 128+N)
+    signal: int | None = None
+    timed_out: bool = False
+
+    @property
+    def output(self) -> str:
+        """stdout decoded as UTF-8 (replacing what does not decode)."""
+        return (self.stdout or b"").decode("utf-8", "replace")
+
+
+_OPTION_NAMES = {f.name for f in fields(RunOptions)}
+
+
+def run(
+    image: str | None = None,
+    command: str | Iterable[str] | None = None,
+    *,
+    rootfs: str | None = None,
+    input: bytes | str | None = None,
+    timeout: float | None = None,
+    remove: bool = True,
+    env: Iterable[str] | Mapping[str, str] | None = None,
+    root: str | None = None,
+    runroot: str | None = None,
+    **options,
+) -> RunResult:
+    """Run ``command`` in a fresh container of ``image`` and wait for it.
+
+    Options mirror ``pinnace run``'s flags (``name``, ``env``, ``env_file``,
+    ``workdir``, ``user``, ``hostname``, ``network``, ``volumes``, ``tmpfs``,
+    ``read_only``, ``cap_add``, ``cap_drop``, ``ulimits``, ``entrypoint``).
+    Unlike the CLI, ``remove`` defaults to True: the result carries all the
+    output, so the container is usually of no further use.
+
+    >>> import pinnace
+    >>> pinnace.run("host", ["sh", "-c", "echo hi"]).stdout
+    b'hi\\n'
+
+    Raises :class:`pinnace.errors.ExecError` (exit_code 126/127) when the
+    command cannot run and :class:`pinnace.errors.PinnaceError` subclasses
+    for everything else that fails before it runs.
+    """
+    from pinnace import images
+    from pinnace.containers import Store
+    from pinnace.containers.runner import run as run_container
+    from pinnace.errors import UsageError
+
+    unknown = set(options) - _OPTION_NAMES
+    if unknown:
+        raise UsageError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    if isinstance(command, str):
+        command = ["/bin/sh", "-c", command]
+    for key in ("volumes", "tmpfs", "cap_add", "cap_drop", "ulimits", "env_file"):
+        if isinstance(options.get(key), str):
+            options[key] = [options[key]]
+    if isinstance(options.get("entrypoint"), str):
+        options["entrypoint"] = [options["entrypoint"]]
+    opts = RunOptions(command=list(command) if command else None, env=env_list(env), remove=remove, **options)
+    root = root or default_root()
+    store = Store(root, runroot or default_runroot())
+    if rootfs is not None:
+        img = images.from_rootfs(rootfs)
+    elif image is None:
+        raise UsageError("give an image or rootfs")
+    else:
+        img = images.resolve(image, root)
+    if isinstance(input, str):
+        input = input.encode()
+    out = run_container(store, img, opts, input=input, timeout=timeout,
+                        stdin=-1 if input is not None else -2)
+    return RunResult(out.id, out.name, out.exit_code, out.stdout, out.stderr, out.signal, out.timed_out)

@@ -1,0 +1,1 @@
+"""The ``pinnace`` command line. One module per command; no logic here."""

@@ -1,0 +1,53 @@
+"""The click group; each command lives in its own module, imported on use."""
+
+from __future__ import annotations
+
+import click
+
+from pinnace.api import default_root, default_runroot
+
+COMMANDS = {
+    "run": ("pinnace.cli.run", "run"),
+    "ps": ("pinnace.cli.ps", "ps"),
+    "rm": ("pinnace.cli.rm", "rm"),
+    "system": ("pinnace.cli.system", "system"),
+    "version": ("pinnace.cli.version", "version"),
+}
+
+
+class Context:
+    """What every command gets in ``ctx.obj``."""
+
+    def __init__(self, root: str, runroot: str):
+        self.root = root
+        self.runroot = runroot
+
+    def store(self):
+        from pinnace.containers import Store
+
+        return Store(self.root, self.runroot)
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        import importlib
+
+        module, attr = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["--help"]})
+@click.option("--root", default=default_root, show_default="/var/lib/pinnace (env PINNACE_ROOT)",
+              help="Directory for persistent state")
+@click.option("--runroot", default=default_runroot, show_default="/run/pinnace (env PINNACE_RUNROOT)",
+              help="Directory for runtime state")
+@click.version_option("0.1.0", "--version", prog_name="pinnace")
+@click.pass_context
+def cli(ctx: click.Context, root: str, runroot: str) -> None:
+    """A daemonless, Docker-like container runtime."""
+    ctx.obj = Context(root, runroot)

@@ -1,0 +1,97 @@
+"""The flags of ``pinnace run``, declared once.
+
+Both the click command (help, errors, completion) and the fast path that
+runs containers without importing click read this table, so they cannot
+drift apart.
+"""
+
+from __future__ import annotations
+
+# (flag names, destination, kind, help); kind is "bool", "one" or "many"
+RUN_FLAGS: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
+    (("--rm",), "remove", "bool", "Remove the container when it exits"),
+    (("--name",), "name", "one", "Name the container"),
+    (("-e", "--env"), "env", "many", "Set an environment variable (K=V, or K to copy it from here)"),
+    (("--env-file",), "env_file", "many", "Read environment variables from a file"),
+    (("-w", "--workdir"), "workdir", "one", "Working directory inside the container"),
+    (("-u", "--user"), "user", "one", "User to run as: UID[:GID] or NAME[:GROUP]"),
+    (("-h", "--hostname"), "hostname", "one", "Container host name"),
+    (("--network", "--net"), "network", "one", "Network: none (default) or host"),
+    (("-v", "--volume"), "volumes", "many", "Bind mount a host path: SRC:DST[:ro]"),
+    (("--tmpfs",), "tmpfs", "many", "Mount a tmpfs: DST[:OPTIONS]"),
+    (("--read-only",), "read_only", "bool", "Mount the container's root filesystem read-only"),
+    (("-i", "--interactive"), "interactive", "bool", "Keep stdin attached"),
+    (("--entrypoint",), "entrypoint", "one", "Override the image's entrypoint"),
+    (("--cap-add",), "cap_add", "many", "Add a Linux capability"),
+    (("--cap-drop",), "cap_drop", "many", "Drop a Linux capability"),
+    (("--ulimit",), "ulimits", "many", "Set a resource limit: NAME=SOFT[:HARD]"),
+    (("--cgroupns",), "cgroupns", "one", "Cgroup namespace: host or private"),
+    (("--rootfs",), "rootfs", "one", "Run from an unpacked root filesystem instead of an image"),
+)
+
+GLOBAL_FLAGS = (("--root", "root"), ("--runroot", "runroot"))
+
+_BY_NAME = {name: (dest, kind) for names, dest, kind, _ in RUN_FLAGS for name in names}
+
+
+def fast_parse(argv: list[str]) -> tuple[dict, list[str]] | None:
+    """Parse ``run``'s arguments; None when click must handle them (help, errors)."""
+    values: dict = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            i += 1
+            break
+        if not arg.startswith("-") or arg == "-":
+            break
+        if arg.startswith("--"):
+            name, eq, value = arg.partition("=")
+            spec = _BY_NAME.get(name)
+            if spec is None:
+                return None
+            dest, kind = spec
+            if kind == "bool":
+                if eq:
+                    if value not in ("true", "false"):
+                        return None
+                    values[dest] = value == "true"
+                else:
+                    values[dest] = True
+                i += 1
+                continue
+            if not eq:
+                if i + 1 >= len(argv):
+                    return None
+                value = argv[i + 1]
+                i += 1
+            i += 1
+        else:
+            # -abc: bool flags bundled, or -eVALUE / -e VALUE
+            j = 1
+            value = None
+            dest = kind = None
+            while j < len(arg):
+                spec = _BY_NAME.get("-" + arg[j])
+                if spec is None:
+                    return None
+                dest, kind = spec
+                if kind == "bool":
+                    values[dest] = True
+                    j += 1
+                    continue
+                value = arg[j + 1:]
+                break
+            i += 1
+            if kind == "bool" or dest is None:
+                continue
+            if not value:
+                if i >= len(argv):
+                    return None
+                value = argv[i]
+                i += 1
+        if kind == "many":
+            values.setdefault(dest, []).append(value)
+        else:
+            values[dest] = value
+    return values, argv[i:]

@@ -1,0 +1,340 @@
+"""User options + image config -> one OCI runtime spec (config.json shape).
+
+Everything a user can ask of ``run`` is checked here, before anything is
+created on disk, so bad input fails with one line and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+from pinnace.errors import UsageError
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+#: docker's default capability set (CapEff 0x00000000a80425fb)
+DEFAULT_CAPS = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+]
+
+ALL_CAPS = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+]
+
+MASKED_PATHS = [
+    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+    "/sys/firmware", "/sys/devices/virtual/powercap",
+]
+READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+DEFAULT_MOUNTS = [
+    {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+     "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+    {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+     "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+    {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+    {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+    {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+     "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+]
+
+RLIMITS = {
+    "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
+    "rss", "rtprio", "rttime", "sigpending", "stack", "as",
+}
+
+NETWORKS = ("none", "host")
+
+
+@dataclass
+class RunOptions:
+    """What ``pinnace run`` and ``pinnace.run`` accept; names follow the CLI flags."""
+
+    command: list[str] | None = None
+    entrypoint: list[str] | None = None
+    name: str | None = None
+    env: list[str] = field(default_factory=list)
+    env_file: list[str] = field(default_factory=list)
+    workdir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    network: str = "none"
+    volumes: list[str] = field(default_factory=list)
+    tmpfs: list[str] = field(default_factory=list)
+    read_only: bool = False
+    remove: bool = False
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    ulimits: list[str] = field(default_factory=list)
+    cgroupns: str | None = None
+    userns: str = "host"
+    interactive: bool = False
+
+
+def env_list(env: Iterable[str] | Mapping[str, str] | None) -> list[str]:
+    if env is None:
+        return []
+    if isinstance(env, Mapping):
+        return [f"{k}={v}" for k, v in env.items()]
+    return list(env)
+
+
+def parse_env(items: Iterable[str]) -> list[str]:
+    """``K=V`` as given; a bare ``K`` takes the caller's value, as docker does."""
+    out = []
+    for item in items:
+        key, eq, _ = item.partition("=")
+        if not key:
+            raise UsageError(f"invalid environment variable: {item!r}")
+        if eq:
+            out.append(item)
+        elif key in os.environ:
+            out.append(f"{key}={os.environ[key]}")
+    return out
+
+
+def read_env_file(path: str) -> list[str]:
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise UsageError(f"env file {path}: {e.strerror.lower()}") from None
+    return parse_env(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
+
+
+def merge_env(*layers: Iterable[str]) -> list[str]:
+    """Later layers win; order of first appearance is kept."""
+    merged: dict[str, str] = {}
+    for layer in layers:
+        for item in layer:
+            k, _, v = item.partition("=")
+            merged[k] = v
+    return [f"{k}={v}" for k, v in merged.items()]
+
+
+def parse_volume(spec: str) -> dict:
+    """``SRC:DST[:ro|rw]`` with an absolute host SRC (created when missing, like docker)."""
+    parts = spec.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise UsageError(f"invalid volume specification: {spec!r}")
+    src, dst = parts[0], parts[1]
+    mode = parts[2] if len(parts) == 3 else "rw"
+    opts = [o for o in mode.split(",") if o]
+    if not set(opts) <= {"ro", "rw", "z", "Z", "private", "rprivate", "shared", "rshared", "slave", "rslave"}:
+        raise UsageError(f"invalid volume specification: {spec!r}: unknown mode {mode!r}")
+    if not os.path.isabs(src):
+        raise UsageError(f"invalid volume specification: {spec!r}: source must be an absolute host path (named volumes are not supported yet)")
+    if not os.path.isabs(dst):
+        raise UsageError(f"invalid volume specification: {spec!r}: destination must be an absolute path")
+    if ".." in dst.split("/"):
+        raise UsageError(f"invalid volume specification: {spec!r}: destination must not contain '..'")
+    options = ["rbind", "ro" if "ro" in opts else "rw"]
+    options += [o for o in opts if o not in ("ro", "rw", "z", "Z")] or ["rprivate"]
+    return {"destination": os.path.normpath(dst), "type": "bind", "source": os.path.normpath(src), "options": options}
+
+
+def parse_tmpfs(spec: str) -> dict:
+    dst, _, opts = spec.partition(":")
+    if not os.path.isabs(dst):
+        raise UsageError(f"invalid tmpfs specification: {spec!r}: destination must be an absolute path")
+    options = ["nosuid", "nodev", "noexec", "size=65536k"] if not opts else []
+    options += [o for o in opts.split(",") if o]
+    return {"destination": os.path.normpath(dst), "type": "tmpfs", "source": "tmpfs", "options": options}
+
+
+def parse_ulimit(spec: str) -> dict:
+    name, eq, value = spec.partition("=")
+    soft, _, hard = value.partition(":")
+    try:
+        if not eq or name not in RLIMITS:
+            raise ValueError
+        s = -1 if soft in ("-1", "unlimited") else int(soft)
+        h = s if not hard else (-1 if hard in ("-1", "unlimited") else int(hard))
+    except ValueError:
+        raise UsageError(f"invalid ulimit: {spec!r} (want NAME=SOFT[:HARD], e.g. nofile=1024:2048)") from None
+    big = 2**64 - 1
+    s, h = (big if s < 0 else s), (big if h < 0 else h)
+    if s > h:
+        raise UsageError(f"invalid ulimit: {spec!r}: soft limit is above the hard limit")
+    return {"type": f"RLIMIT_{name.upper()}", "soft": s, "hard": h}
+
+
+def _lookup(layers: list[str], file: str, key: str, field_no: int) -> tuple[int, int] | None:
+    """Find ``key`` (a name or number) in /etc/passwd or /etc/group of the topmost layer that has it."""
+    for layer in layers:
+        try:
+            with open(os.path.join(layer, "etc", file)) as f:
+                for line in f:
+                    parts = line.rstrip("\n").split(":")
+                    if len(parts) > field_no and (parts[0] == key or parts[2] == key):
+                        return int(parts[2]), int(parts[3]) if file == "passwd" else int(parts[2])
+        except (OSError, ValueError):
+            continue
+        return None
+    return None
+
+
+def parse_user(spec: str, layers: list[str]) -> dict:
+    """``uid[:gid]`` or ``name[:group]``, names looked up in the image's /etc files."""
+    user, _, group = spec.partition(":")
+    if not user:
+        raise UsageError(f"invalid user {spec!r}")
+    found = _lookup(layers, "passwd", user, 3)
+    if user.isdigit():
+        uid, gid = int(user), (found[1] if found else 0)
+    elif found:
+        uid, gid = found
+    else:
+        raise UsageError(f"unable to find user {user}: no matching entries in passwd file")
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            g = _lookup(layers, "group", group, 2)
+            if not g:
+                raise UsageError(f"unable to find group {group}: no matching entries in group file")
+            gid = g[0]
+    return {"uid": uid, "gid": gid}
+
+
+def home_of(uid: int, layers: list[str]) -> str:
+    for layer in layers:
+        try:
+            with open(os.path.join(layer, "etc", "passwd")) as f:
+                for line in f:
+                    parts = line.split(":")
+                    if len(parts) > 5 and parts[2] == str(uid):
+                        return parts[5]
+        except OSError:
+            continue
+        break
+    return "/root" if uid == 0 else "/"
+
+
+def capabilities(add: Iterable[str], drop: Iterable[str]) -> list[str]:
+    def norm(c: str) -> str:
+        c = c.upper()
+        return c if c.startswith("CAP_") else "CAP_" + c
+
+    caps = list(DEFAULT_CAPS)
+    drop = [norm(c) for c in drop]
+    if "CAP_ALL" in drop:
+        caps = []
+    caps = [c for c in caps if c not in drop]
+    for c in map(norm, add):
+        if c == "CAP_ALL":
+            caps = list(ALL_CAPS)
+        elif c not in ALL_CAPS:
+            raise UsageError(f"unknown capability: {c}")
+        elif c not in caps:
+            caps.append(c)
+    return caps
+
+
+def _sort_mounts(mounts: list[dict]) -> list[dict]:
+    """Parents before children, as docker orders them; stable otherwise."""
+    return sorted(mounts, key=lambda m: m["destination"].rstrip("/").count("/"))
+
+
+def build_spec(
+    opts: RunOptions,
+    image_config: dict,
+    layers: list[str],
+    image_mounts: list[dict],
+    *,
+    container_id: str,
+    rootfs: str,
+    upper: str,
+    work: str,
+    etc_files: dict[str, str],
+) -> dict:
+    """The runtime spec for one container."""
+    if opts.network not in NETWORKS:
+        raise UsageError(f"network {opts.network} not found (supported: none, host)")
+    cfg = image_config or {}
+    entrypoint = opts.entrypoint if opts.entrypoint is not None else (cfg.get("Entrypoint") or [])
+    if opts.command:
+        cmd = list(opts.command)
+    elif opts.entrypoint is not None:
+        cmd = []
+    else:
+        cmd = cfg.get("Cmd") or []
+    args = list(entrypoint) + cmd
+    if not args:
+        raise UsageError("no command specified")
+
+    user = parse_user(opts.user, layers) if opts.user else (parse_user(cfg["User"], layers) if cfg.get("User") else {"uid": 0, "gid": 0})
+    hostname = opts.hostname or container_id[:12]
+    # docker reads --env-file first and lets -e override it
+    user_env = [e for f in opts.env_file for e in read_env_file(f)] + parse_env(opts.env)
+    env = merge_env(
+        [f"PATH={DEFAULT_PATH}", f"HOSTNAME={hostname}"],
+        cfg.get("Env") or [],
+        [f"HOME={home_of(user['uid'], layers)}"] if not any(e.startswith("HOME=") for e in (cfg.get("Env") or []) + user_env) else [],
+        user_env,
+    )
+    cwd = opts.workdir or cfg.get("WorkingDir") or "/"
+    if not os.path.isabs(cwd):
+        raise UsageError(f"the working directory '{cwd}' is invalid, it needs to be an absolute path")
+
+    caps = capabilities(opts.cap_add, opts.cap_drop)
+    namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+    if opts.network != "host":
+        namespaces.append({"type": "network"})
+    if opts.cgroupns == "private":
+        namespaces.append({"type": "cgroup"})
+    elif opts.cgroupns not in (None, "host"):
+        raise UsageError(f"invalid --cgroupns {opts.cgroupns!r} (want host or private)")
+
+    mounts = [{
+        "destination": "/", "type": "overlay", "source": "overlay",
+        "options": [f"lowerdir={':'.join(layers)}", f"upperdir={upper}", f"workdir={work}"]
+        # An auto-removed container's writes are thrown away: skip the
+        # upper filesystem sync at unmount, which costs a disk flush.
+        + (["volatile"] if opts.remove else []),
+    }]
+    mounts += DEFAULT_MOUNTS
+    mounts += image_mounts
+    extra = [{"destination": dst, "type": "bind", "source": src, "options": ["rbind", "ro" if dst == "/etc/resolv.conf" and opts.network == "host" else "rw"]}
+             for dst, src in etc_files.items()]
+    user_mounts = [parse_volume(v) for v in opts.volumes] + [parse_tmpfs(t) for t in opts.tmpfs]
+    mounts += _sort_mounts(extra + user_mounts)
+
+    linux: dict = {
+        "namespaces": namespaces,
+        "maskedPaths": MASKED_PATHS,
+        "readonlyPaths": READONLY_PATHS,
+    }
+    if opts.userns not in ("host", "", None):
+        raise UsageError(f"invalid --userns {opts.userns!r} (only 'host' is supported yet)")
+
+    return {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": False,
+            "user": user,
+            "args": args,
+            "env": env,
+            "cwd": cwd,
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "rlimits": [parse_ulimit(u) for u in opts.ulimits],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": rootfs, "readonly": bool(opts.read_only)},
+        "hostname": hostname,
+        "mounts": mounts,
+        "linux": linux,
+    }

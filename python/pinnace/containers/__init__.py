@@ -1,0 +1,239 @@
+"""Container records and their directories, safe under concurrent CLIs.
+
+Layout (``root`` is persistent, ``runroot`` is runtime state)::
+
+    root/containers/ID/state.json     docker-shaped record, replaced atomically
+    root/containers/ID/{upper,work,merged}   the overlay's private parts
+    root/containers/ID/{hostname,hosts}      files bound into the container
+    root/names/NAME -> ID             a symlink: creating it reserves the name
+    runroot/containers/ID/lock        flock held by the process that runs ID
+
+A container whose state says running but whose lock nobody holds lost its
+owner (killed, or the host rebooted and runroot is gone). Its process died
+with the owner (the core sets PDEATHSIG), so it is reported as exited with
+137, and ``system prune`` or ``rm`` removes what it left.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass
+
+from pinnace.errors import Conflict, ContainerNotFound, UsageError
+
+_ADJ = ("brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen", "lucid", "merry",
+        "nifty", "proud", "quirky", "sharp", "swift", "tender", "upbeat", "vivid", "witty", "zen")
+_NOUN = ("albatross", "barque", "brig", "clipper", "cutter", "dinghy", "galleon", "ketch", "lugger",
+         "pinnace", "schooner", "skiff", "sloop", "tender", "yawl", "junk", "dhow", "coracle", "frigate", "punt")
+
+
+def _now() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+def _valid_name(name: str) -> bool:
+    return bool(name) and name[0].isalnum() and all(c.isalnum() or c in "_.-" for c in name)
+
+
+def write_atomic(path: str, data: str) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(data)
+    os.rename(tmp, path)
+
+
+@dataclass
+class Paths:
+    id: str
+    dir: str
+    rundir: str
+
+    @property
+    def upper(self) -> str:
+        return os.path.join(self.dir, "upper")
+
+    @property
+    def work(self) -> str:
+        return os.path.join(self.dir, "work")
+
+    @property
+    def merged(self) -> str:
+        return os.path.join(self.dir, "merged")
+
+    @property
+    def state_file(self) -> str:
+        return os.path.join(self.dir, "state.json")
+
+    @property
+    def lock_file(self) -> str:
+        return os.path.join(self.rundir, "lock")
+
+
+class Store:
+    def __init__(self, root: str, runroot: str):
+        self.root = os.path.abspath(root)
+        self.runroot = os.path.abspath(runroot)
+        self.containers = os.path.join(self.root, "containers")
+        self.names = os.path.join(self.root, "names")
+        self.run_containers = os.path.join(self.runroot, "containers")
+
+    def paths(self, cid: str) -> Paths:
+        return Paths(cid, os.path.join(self.containers, cid), os.path.join(self.run_containers, cid))
+
+    # -- names ---------------------------------------------------------------
+
+    def reserve_name(self, name: str | None, cid: str) -> str:
+        """Claim ``name`` (or a generated one) for ``cid``; atomic across processes."""
+        os.makedirs(self.names, exist_ok=True)
+        if name is not None:
+            if not _valid_name(name):
+                raise UsageError(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+            try:
+                os.symlink(cid, os.path.join(self.names, name))
+            except FileExistsError:
+                other = self._name_target(name)
+                raise Conflict(f"the container name {name!r} is already in use by container {other[:12]}") from None
+            return name
+        while True:
+            candidate = f"{secrets.choice(_ADJ)}_{secrets.choice(_NOUN)}_{secrets.token_hex(2)}"
+            try:
+                os.symlink(cid, os.path.join(self.names, candidate))
+                return candidate
+            except FileExistsError:
+                continue
+
+    def _name_target(self, name: str) -> str:
+        try:
+            return os.readlink(os.path.join(self.names, name))
+        except OSError:
+            return ""
+
+    def release_name(self, name: str, cid: str) -> None:
+        if name and self._name_target(name) == cid:
+            try:
+                os.unlink(os.path.join(self.names, name))
+            except FileNotFoundError:
+                pass
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def create_dirs(self, p: Paths) -> None:
+        os.makedirs(self.containers, exist_ok=True)
+        os.mkdir(p.dir, 0o700)
+        for d in (p.upper, p.work, p.merged):
+            os.mkdir(d, 0o755)
+        os.makedirs(p.rundir, 0o700)
+
+    def lock(self, p: Paths) -> int:
+        """Hold the container's lock for as long as this process runs it."""
+        fd = os.open(p.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+
+    def owner_alive(self, p: Paths) -> bool:
+        try:
+            fd = os.open(p.lock_file, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    def write_state(self, p: Paths, state: dict) -> None:
+        write_atomic(p.state_file, json.dumps(state))
+
+    def remove_dirs(self, p: Paths) -> None:
+        shutil.rmtree(p.dir, ignore_errors=True)
+        shutil.rmtree(p.rundir, ignore_errors=True)
+
+    # -- queries -------------------------------------------------------------
+
+    def ids(self) -> list[str]:
+        try:
+            return [d for d in os.listdir(self.containers) if not d.startswith(".")]
+        except FileNotFoundError:
+            return []
+
+    def state(self, cid: str) -> dict | None:
+        """The record, with a dead owner's 'running' corrected to 'exited'."""
+        p = self.paths(cid)
+        try:
+            with open(p.state_file) as f:
+                st = json.load(f)
+        except (OSError, ValueError):
+            # A directory with no record: a create that died half-way.
+            return {"Id": cid, "Name": "", "State": {"Status": "dead", "Running": False, "ExitCode": -1},
+                    "Config": {}, "Created": ""}
+        s = st.get("State", {})
+        if s.get("Status") in ("running", "created") and not self.owner_alive(p):
+            s.update(Status="exited", Running=False, Pid=0, ExitCode=137, Error="owner process died",
+                     FinishedAt=s.get("FinishedAt") or "")
+        return st
+
+    def resolve(self, ref: str) -> str:
+        """A name, a full id or a unique id prefix -> the full id."""
+        target = self._name_target(ref)
+        if target and os.path.isdir(os.path.join(self.containers, target)):
+            return target
+        matches = [i for i in self.ids() if i.startswith(ref)] if ref else []
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise UsageError(f"multiple containers match {ref!r}; give more of the id")
+        raise ContainerNotFound(f"no such container: {ref}")
+
+    def remove(self, cid: str, force: bool = False) -> None:
+        st = self.state(cid) or {}
+        p = self.paths(cid)
+        if st.get("State", {}).get("Running"):
+            if not force:
+                raise Conflict(f"cannot remove container {cid[:12]}: container is running: stop it first or use -f")
+            pid = st["State"].get("Pid") or 0
+            if pid > 0:
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + 10
+            while self.owner_alive(p) and time.monotonic() < deadline:
+                time.sleep(0.01)
+        self.release_name(st.get("Name", "").lstrip("/"), cid)
+        self.remove_dirs(p)
+
+    def prune(self) -> list[str]:
+        """Remove every container that is not running, orphans included."""
+        removed = []
+        for cid in self.ids():
+            st = self.state(cid)
+            if st and not st.get("State", {}).get("Running"):
+                self.remove(cid)
+                removed.append(cid)
+        # runtime dirs whose container record is gone
+        try:
+            for cid in os.listdir(self.run_containers):
+                if not os.path.isdir(os.path.join(self.containers, cid)) and not self.owner_alive(self.paths(cid)):
+                    shutil.rmtree(os.path.join(self.run_containers, cid), ignore_errors=True)
+        except FileNotFoundError:
+            pass
+        return removed
+
+
+def new_id() -> str:
+    return secrets.token_hex(32)
+
+
+def now() -> str:
+    return _now()
+
+
+__all__ = ["Store", "Paths", "new_id", "now", "write_atomic"]

@@ -1,0 +1,542 @@
+//! Turn an OCI runtime spec into a [`Plan`]: everything the child will do,
+//! with every string already converted, so the child allocates nothing.
+//!
+//! Pure logic apart from `stat` on bind-mount sources; unit-tested on
+//! tempdirs without root.
+
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::path::{Component, Path, PathBuf};
+use std::str::FromStr;
+
+use libc::c_ulong;
+use oci_spec::runtime::{LinuxNamespaceType, Mount, Spec};
+
+use crate::error::{Error, Result};
+use crate::ops::Op;
+
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Capability sets as bit masks (bit N = capability number N).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CapSets {
+    pub bounding: u64,
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+    pub ambient: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    pub umask: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExecPlan {
+    /// The command as the user wrote it, for error messages.
+    pub arg0: String,
+    /// Paths to try in order (the PATH search, done without allocating).
+    pub candidates: Vec<CString>,
+    pub argv: Vec<CString>,
+    pub envp: Vec<CString>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub clone_flags: libc::c_int,
+    /// Contents for /proc/PID/uid_map and gid_map when a user namespace is made.
+    pub id_maps: Option<(String, String)>,
+    pub ops: Vec<Op>,
+    pub identity: Identity,
+    /// None leaves capabilities as they are.
+    pub caps: Option<CapSets>,
+    pub no_new_privs: bool,
+    pub exec: ExecPlan,
+}
+
+fn cstr(s: impl AsRef<[u8]>) -> Result<CString> {
+    CString::new(s.as_ref().to_vec()).map_err(|_| Error::Spec("string contains a NUL byte".into()))
+}
+
+fn cpath(p: &Path) -> Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    cstr(p.as_os_str().as_bytes())
+}
+
+/// `root` joined with an absolute in-container path, refusing `..`.
+pub fn join_in_root(root: &Path, dest: &Path) -> Result<PathBuf> {
+    let mut out = root.to_path_buf();
+    for c in dest.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::RootDir | Component::CurDir => {}
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(Error::Spec(format!("path {} must not contain '..'", dest.display())))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every directory from just below `root` down to `path` itself.
+fn dir_chain(root: &Path, path: &Path) -> Vec<PathBuf> {
+    let mut chain: Vec<PathBuf> = path.ancestors().take_while(|p| *p != root && p.starts_with(root)).map(Path::to_path_buf).collect();
+    chain.reverse();
+    chain
+}
+
+/// Mount options split into flags and the data string the filesystem gets.
+pub fn parse_mount_options(options: &[String]) -> (c_ulong, String) {
+    let mut flags: c_ulong = 0;
+    let mut data: Vec<&str> = Vec::new();
+    for o in options {
+        let (set, clear) = match o.as_str() {
+            "ro" => (libc::MS_RDONLY, 0),
+            "rw" => (0, libc::MS_RDONLY),
+            "nosuid" => (libc::MS_NOSUID, 0),
+            "suid" => (0, libc::MS_NOSUID),
+            "nodev" => (libc::MS_NODEV, 0),
+            "dev" => (0, libc::MS_NODEV),
+            "noexec" => (libc::MS_NOEXEC, 0),
+            "exec" => (0, libc::MS_NOEXEC),
+            "sync" => (libc::MS_SYNCHRONOUS, 0),
+            "async" => (0, libc::MS_SYNCHRONOUS),
+            "noatime" => (libc::MS_NOATIME, 0),
+            "nodiratime" => (libc::MS_NODIRATIME, 0),
+            "relatime" => (libc::MS_RELATIME, 0),
+            "strictatime" => (libc::MS_STRICTATIME, 0),
+            "bind" => (libc::MS_BIND, 0),
+            "rbind" => (libc::MS_BIND | libc::MS_REC, 0),
+            "private" => (libc::MS_PRIVATE, 0),
+            "rprivate" => (libc::MS_PRIVATE | libc::MS_REC, 0),
+            "slave" => (libc::MS_SLAVE, 0),
+            "rslave" => (libc::MS_SLAVE | libc::MS_REC, 0),
+            "shared" => (libc::MS_SHARED, 0),
+            "rshared" => (libc::MS_SHARED | libc::MS_REC, 0),
+            "unbindable" => (libc::MS_UNBINDABLE, 0),
+            "runbindable" => (libc::MS_UNBINDABLE | libc::MS_REC, 0),
+            other => {
+                data.push(other);
+                (0, 0)
+            }
+        };
+        flags = (flags | set) & !clear;
+    }
+    (flags, data.join(","))
+}
+
+/// Docker's default device nodes, made in every container's /dev.
+const DEFAULT_DEVICES: &[(&str, u32, u32)] = &[
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+const DEV_SYMLINKS: &[(&str, &str)] = &[
+    ("/proc/self/fd", "fd"),
+    ("/proc/self/fd/0", "stdin"),
+    ("/proc/self/fd/1", "stdout"),
+    ("/proc/self/fd/2", "stderr"),
+    ("pts/ptmx", "ptmx"),
+    ("/proc/kcore", "core"),
+];
+
+fn cap_mask(set: &Option<oci_spec::runtime::Capabilities>) -> Result<u64> {
+    let mut mask = 0u64;
+    for cap in set.iter().flatten() {
+        let name = format!("CAP_{cap}");
+        let c = caps::Capability::from_str(&name).map_err(|_| Error::Spec(format!("unknown capability {name}")))?;
+        mask |= 1u64 << c.index();
+    }
+    Ok(mask)
+}
+
+fn rlimit_resource(name: &str) -> Result<i32> {
+    Ok(match name {
+        "RLIMIT_CPU" => libc::RLIMIT_CPU,
+        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
+        "RLIMIT_DATA" => libc::RLIMIT_DATA,
+        "RLIMIT_STACK" => libc::RLIMIT_STACK,
+        "RLIMIT_CORE" => libc::RLIMIT_CORE,
+        "RLIMIT_RSS" => libc::RLIMIT_RSS,
+        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
+        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
+        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
+        "RLIMIT_AS" => libc::RLIMIT_AS,
+        "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
+        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
+        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
+        "RLIMIT_NICE" => libc::RLIMIT_NICE,
+        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
+        "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
+        other => return Err(Error::Spec(format!("unknown rlimit {other}"))),
+    } as i32)
+}
+
+struct Builder {
+    ops: Vec<Op>,
+    made: HashSet<PathBuf>,
+}
+
+impl Builder {
+    fn mkdirs(&mut self, root: &Path, path: &Path) -> Result<()> {
+        for dir in dir_chain(root, path) {
+            if self.made.insert(dir.clone()) {
+                self.ops.push(Op::Mkdir { path: cpath(&dir)? });
+            }
+        }
+        Ok(())
+    }
+
+    fn mount(&mut self, root: &Path, m: &Mount) -> Result<()> {
+        let dest = join_in_root(root, m.destination())?;
+        let (mut flags, data) = parse_mount_options(m.options().as_deref().unwrap_or(&[]));
+        let typ = m.typ().clone().unwrap_or_default();
+        if typ == "bind" {
+            flags |= libc::MS_BIND;
+        }
+        let bind = flags & libc::MS_BIND != 0;
+        let src = m.source().as_ref();
+        let src_is_dir = match (bind, src) {
+            (true, Some(s)) => std::fs::metadata(s)
+                .map_err(|e| Error::Spec(format!("bind source {}: {e}", s.display())))?
+                .is_dir(),
+            (true, None) => return Err(Error::Spec(format!("bind mount on {} has no source", m.destination().display()))),
+            _ => true,
+        };
+        if src_is_dir {
+            self.mkdirs(root, &dest)?;
+        } else {
+            if let Some(parent) = dest.parent() {
+                self.mkdirs(root, parent)?;
+            }
+            self.ops.push(Op::Touch { path: cpath(&dest)? });
+        }
+        self.ops.push(Op::Mount {
+            src: src.map(|s| cpath(s)).transpose()?,
+            target: cpath(&dest)?,
+            fstype: if bind { None } else { Some(cstr(&typ)?) },
+            flags,
+            data: if data.is_empty() { None } else { Some(cstr(&data)?) },
+        });
+        if m.destination() == Path::new("/dev") && !bind {
+            for (name, major, minor) in DEFAULT_DEVICES {
+                self.ops.push(Op::Device {
+                    path: cpath(&dest.join(name))?,
+                    mode: libc::S_IFCHR | 0o666,
+                    dev: libc::makedev(*major, *minor),
+                    host: cstr(format!("/dev/{name}"))?,
+                });
+            }
+            for (target, link) in DEV_SYMLINKS {
+                self.ops.push(Op::Symlink { target: cstr(target)?, link: cpath(&dest.join(link))? });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Build the plan for `spec`. `root` is the rootfs path (already absolute).
+pub fn build(spec: &Spec) -> Result<Plan> {
+    let root = spec.root().as_ref().ok_or_else(|| Error::Spec("spec has no root".into()))?;
+    let rootfs = root.path().clone();
+    if !rootfs.is_absolute() {
+        return Err(Error::Spec(format!("root path {} is not absolute", rootfs.display())));
+    }
+    let process = spec.process().as_ref().ok_or_else(|| Error::Spec("spec has no process".into()))?;
+    let linux = spec.linux().as_ref();
+
+    let mut clone_flags = 0;
+    for ns in linux.and_then(|l| l.namespaces().as_ref()).into_iter().flatten() {
+        if ns.path().is_some() {
+            return Err(Error::Spec(format!("joining an existing {:?} namespace is not supported yet", ns.typ())));
+        }
+        clone_flags |= match ns.typ() {
+            LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
+            LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+            LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+            LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+            LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+            LinuxNamespaceType::User => libc::CLONE_NEWUSER,
+            LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
+            LinuxNamespaceType::Time => libc::CLONE_NEWTIME,
+        };
+    }
+    if clone_flags & libc::CLONE_NEWNS == 0 {
+        return Err(Error::Spec("a mount namespace is required".into()));
+    }
+
+    let id_maps = if clone_flags & libc::CLONE_NEWUSER != 0 {
+        let fmt = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| -> String {
+            maps.into_iter().flatten().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect()
+        };
+        let l = linux.expect("namespaces come from linux");
+        let (u, g) = (fmt(l.uid_mappings().as_ref()), fmt(l.gid_mappings().as_ref()));
+        if u.is_empty() || g.is_empty() {
+            return Err(Error::Spec("a user namespace needs uidMappings and gidMappings".into()));
+        }
+        Some((u, g))
+    } else {
+        None
+    };
+
+    let mut b = Builder { ops: Vec::new(), made: HashSet::new() };
+    // Nothing we mount may leak back to the host.
+    b.ops.push(Op::Mount { src: None, target: cstr("/")?, fstype: None, flags: libc::MS_REC | libc::MS_PRIVATE, data: None });
+    if clone_flags & libc::CLONE_NEWNET != 0 {
+        b.ops.push(Op::LoopbackUp);
+    }
+
+    let mounts = spec.mounts().as_deref().unwrap_or(&[]);
+    let root_c = cpath(&rootfs)?;
+    match mounts.iter().find(|m| m.destination() == Path::new("/")) {
+        Some(m) => {
+            let (flags, data) = parse_mount_options(m.options().as_deref().unwrap_or(&[]));
+            b.ops.push(Op::Mount {
+                src: m.source().as_ref().map(|s| cpath(s)).transpose()?,
+                target: root_c.clone(),
+                fstype: m.typ().as_ref().map(cstr).transpose()?,
+                flags,
+                data: if data.is_empty() { None } else { Some(cstr(&data)?) },
+            })
+        }
+        // pivot_root needs the new root to be a mount point.
+        None => b.ops.push(Op::Mount {
+            src: Some(root_c.clone()),
+            target: root_c.clone(),
+            fstype: None,
+            flags: libc::MS_BIND | libc::MS_REC,
+            data: None,
+        }),
+    }
+    for m in mounts.iter().filter(|m| m.destination() != Path::new("/")) {
+        b.mount(&rootfs, m)?;
+    }
+    for p in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten() {
+        b.ops.push(Op::Mask { path: cpath(&join_in_root(&rootfs, Path::new(p))?)? });
+    }
+    for p in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten() {
+        b.ops.push(Op::Readonly { path: cpath(&join_in_root(&rootfs, Path::new(p))?)? });
+    }
+    b.ops.push(Op::PivotRoot { root: root_c });
+    if root.readonly().unwrap_or(false) {
+        b.ops.push(Op::ReadonlyRoot);
+    }
+    if let Some(h) = spec.hostname() {
+        if clone_flags & libc::CLONE_NEWUTS != 0 {
+            b.ops.push(Op::Sethostname { name: cstr(h)? });
+        }
+    }
+    for r in process.rlimits().iter().flatten() {
+        let name = serde_json::to_value(r.typ()).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        b.ops.push(Op::Setrlimit { resource: rlimit_resource(&name)?, soft: r.soft(), hard: r.hard() });
+    }
+    let cwd = process.cwd();
+    if !cwd.is_absolute() {
+        return Err(Error::Spec(format!("working directory {} is not absolute", cwd.display())));
+    }
+    // Like docker, create a missing working directory.
+    b.made.clear();
+    b.mkdirs(Path::new("/"), cwd)?;
+    b.ops.push(Op::Chdir { path: cpath(cwd)? });
+
+    let user = process.user();
+    let identity = Identity {
+        uid: user.uid(),
+        gid: user.gid(),
+        groups: user.additional_gids().clone().unwrap_or_default(),
+        umask: user.umask().unwrap_or(0o022),
+    };
+    let caps = match process.capabilities() {
+        None => None,
+        Some(c) => Some(CapSets {
+            bounding: cap_mask(c.bounding())?,
+            effective: cap_mask(c.effective())?,
+            permitted: cap_mask(c.permitted())?,
+            inheritable: cap_mask(c.inheritable())?,
+            ambient: cap_mask(c.ambient())?,
+        }),
+    };
+
+    let exec = exec_plan(process.args().as_deref().unwrap_or(&[]), process.env().as_deref().unwrap_or(&[]))?;
+    Ok(Plan {
+        clone_flags,
+        id_maps,
+        ops: b.ops,
+        identity,
+        caps,
+        no_new_privs: process.no_new_privileges().unwrap_or(false),
+        exec,
+    })
+}
+
+/// The PATH search is done here, as a list of candidates, because the child
+/// must not allocate while it tries them.
+pub fn exec_plan(args: &[String], env: &[String]) -> Result<ExecPlan> {
+    let arg0 = args.first().ok_or_else(|| Error::Spec("no command given".into()))?.clone();
+    if arg0.is_empty() {
+        return Err(Error::Spec("the command is an empty string".into()));
+    }
+    let candidates = if arg0.contains('/') {
+        vec![cstr(&arg0)?]
+    } else {
+        let path = env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
+        path.split(':')
+            .map(|d| if d.is_empty() { "." } else { d })
+            .map(|d| cstr(format!("{}/{}", d.trim_end_matches('/'), arg0)))
+            .collect::<Result<_>>()?
+    };
+    Ok(ExecPlan {
+        arg0,
+        candidates,
+        argv: args.iter().map(cstr).collect::<Result<_>>()?,
+        envp: env.iter().map(cstr).collect::<Result<_>>()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: serde_json::Value) -> Spec {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn base(extra: serde_json::Value) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "/r"},
+            "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+                         "env": ["PATH=/usr/bin:/bin"]},
+            "linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}, {"type": "network"}]}
+        });
+        merge(&mut v, extra);
+        v
+    }
+
+    fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
+        if let (Some(a), serde_json::Value::Object(b)) = (a.as_object_mut(), &b) {
+            for (k, v) in b {
+                match a.get_mut(k) {
+                    Some(x) if x.is_object() && v.is_object() => merge(x, v.clone()),
+                    _ => {
+                        a.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn path_search_makes_candidates_in_order() {
+        let e = exec_plan(&["ls".into(), "-l".into()], &["PATH=/a:/b/".into()]).unwrap();
+        assert_eq!(e.candidates, vec![cstr("/a/ls").unwrap(), cstr("/b/ls").unwrap()]);
+        let e = exec_plan(&["./x".into()], &[]).unwrap();
+        assert_eq!(e.candidates, vec![cstr("./x").unwrap()]);
+        assert!(exec_plan(&[], &[]).is_err());
+    }
+
+    #[test]
+    fn mount_options_split_into_flags_and_data() {
+        let (f, d) = parse_mount_options(&["nosuid".into(), "mode=755".into(), "ro".into(), "size=64k".into()]);
+        assert_eq!(f, libc::MS_NOSUID | libc::MS_RDONLY);
+        assert_eq!(d, "mode=755,size=64k");
+        let (f, _) = parse_mount_options(&["ro".into(), "rw".into()]);
+        assert_eq!(f, 0);
+    }
+
+    #[test]
+    fn join_refuses_dotdot() {
+        assert_eq!(join_in_root(Path::new("/r"), Path::new("/a/./b")).unwrap(), PathBuf::from("/r/a/b"));
+        assert!(join_in_root(Path::new("/r"), Path::new("/a/../../etc")).is_err());
+    }
+
+    #[test]
+    fn plan_orders_rootfs_mounts_masks_pivot_and_cwd() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, "x").unwrap();
+        let s = spec(base(serde_json::json!({
+            "hostname": "box",
+            "root": {"path": "/r", "readonly": true},
+            "process": {"cwd": "/work/dir"},
+            "mounts": [
+                {"destination": "/", "type": "overlay", "source": "overlay", "options": ["lowerdir=/l,upperdir=/u,workdir=/w"]},
+                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
+                {"destination": "/etc/conf", "type": "bind", "source": file, "options": ["ro"]}
+            ],
+            "linux": {"maskedPaths": ["/proc/kcore"], "readonlyPaths": ["/proc/sys"],
+                      "namespaces": [{"type": "mount"}, {"type": "pid"}, {"type": "network"}, {"type": "uts"}]}
+        })));
+        let plan = build(&s).unwrap();
+        let d: Vec<String> = plan.ops.iter().map(Op::describe).collect();
+        assert_eq!(d[0], "remount /");
+        assert_eq!(d[1], "bring up the loopback interface");
+        assert_eq!(d[2], "mount overlay on /r");
+        assert_eq!(d[3], "create directory /r/dev");
+        assert_eq!(d[4], "mount tmpfs on /r/dev");
+        assert!(d.contains(&"create device /r/dev/null".to_string()));
+        assert!(d.contains(&"create symlink /r/dev/ptmx".to_string()));
+        let i = d.iter().position(|x| x == "create mount point /r/etc/conf").unwrap();
+        assert_eq!(d[i - 1], "create directory /r/etc");
+        assert!(d[i + 1].starts_with("bind mount"));
+        let p = d.iter().position(|x| x == "pivot_root into /r").unwrap();
+        assert_eq!(d[p - 2], "mask /r/proc/kcore");
+        assert_eq!(d[p - 1], "make /r/proc/sys read-only");
+        assert_eq!(
+            &d[p + 1..],
+            &[
+                "remount the root filesystem read-only",
+                "set hostname box",
+                "create directory /work",
+                "create directory /work/dir",
+                "change to working directory /work/dir"
+            ]
+        );
+        assert_eq!(plan.clone_flags, libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWNET | libc::CLONE_NEWUTS);
+        assert!(plan.id_maps.is_none());
+    }
+
+    #[test]
+    fn root_without_overlay_is_bound_onto_itself() {
+        let plan = build(&spec(base(serde_json::json!({})))).unwrap();
+        assert_eq!(plan.ops[2].describe(), "bind mount /r on /r");
+    }
+
+    #[test]
+    fn capabilities_become_masks() {
+        let s = spec(base(serde_json::json!({"process": {"capabilities": {
+            "bounding": ["CAP_CHOWN", "CAP_KILL"], "effective": ["CAP_KILL"]}}})));
+        let c = build(&s).unwrap().caps.unwrap();
+        assert_eq!(c.bounding, (1 << 0) | (1 << 5));
+        assert_eq!(c.effective, 1 << 5);
+        assert_eq!(c.permitted, 0);
+    }
+
+    #[test]
+    fn user_namespace_needs_maps() {
+        let s = spec(base(serde_json::json!({"linux": {"namespaces": [{"type": "mount"}, {"type": "user"}]}})));
+        assert!(matches!(build(&s), Err(Error::Spec(_))));
+        let s = spec(base(serde_json::json!({"linux": {
+            "namespaces": [{"type": "mount"}, {"type": "user"}],
+            "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+            "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]}})));
+        let p = build(&s).unwrap();
+        assert_eq!(p.id_maps.unwrap().0, "0 100000 65536\n");
+    }
+
+    #[test]
+    fn missing_bind_source_is_a_spec_error() {
+        let s = spec(base(serde_json::json!({"mounts": [
+            {"destination": "/x", "type": "bind", "source": "/definitely/not/here"}]})));
+        let e = build(&s).unwrap_err().to_string();
+        assert!(e.contains("/definitely/not/here"), "{e}");
+    }
+}

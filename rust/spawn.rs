@@ -1,0 +1,721 @@
+//! Create the container's first process, park it before exec, start it and
+//! wait for it.
+//!
+//! clone() is called fork-style from a possibly multi-threaded interpreter.
+//! Between clone and exec the child only touches memory prepared by the
+//! parent and calls async-signal-safe functions; it reports its progress on a
+//! CLOEXEC pipe as fixed-size records, so an exec that succeeds shows up as
+//! end-of-file and a failure as a record naming the step and errno.
+//!
+//! Two pipes join the processes:
+//! - `go` (parent -> child): `M` once the user-namespace maps are written,
+//!   `G` to exec. End-of-file means the parent died: the child exits.
+//! - `msg` (child -> parent): READY when parked, or an error record.
+
+use std::ffi::c_char;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+
+use crate::error::{Error, Result};
+use crate::ops::{run_ops, Kernel};
+use crate::plan::Plan;
+
+/// Where one of the child's stdio streams goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stdio {
+    /// Duplicate this descriptor of the caller onto it.
+    Fd(RawFd),
+    /// A pipe whose other end the caller reads or writes.
+    Pipe,
+    /// /dev/null.
+    Null,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// SIGKILL the container when the calling thread dies (foreground runs).
+    pub die_with_parent: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { die_with_parent: true }
+    }
+}
+
+const MSG_READY: u32 = 1;
+const MSG_OP: u32 = 2;
+const MSG_IDENTITY: u32 = 3;
+const MSG_EXEC: u32 = 4;
+
+const IDENTITY_STAGES: &[&str] = &[
+    "keep capabilities across the user switch",
+    "drop capabilities from the bounding set",
+    "set supplementary groups",
+    "set group id",
+    "set user id",
+    "set capabilities",
+    "raise ambient capabilities",
+    "set no_new_privs",
+];
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct Msg {
+    kind: u32,
+    index: u32,
+    errno: i32,
+}
+
+/// Signals a foreground CLI passes on to the container, as docker does.
+pub const FORWARDED: &[i32] = &[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2];
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe", e))
+}
+
+/// The exit status as a shell reports it: the code, or 128 + signal.
+#[derive(Debug, Clone, Default)]
+pub struct Exit {
+    pub code: i32,
+    pub signal: Option<i32>,
+    pub stdout: Option<Vec<u8>>,
+    pub stderr: Option<Vec<u8>>,
+    pub timed_out: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct WaitOptions {
+    pub forward_signals: bool,
+    pub timeout: Option<Duration>,
+    pub input: Option<Vec<u8>>,
+}
+
+/// A container's first process, from clone until reaped.
+pub struct Container {
+    pub pid: i32,
+    pidfd: OwnedFd,
+    msg_r: OwnedFd,
+    go_w: Option<OwnedFd>,
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+    plan: Plan,
+    ready: bool,
+    exited: Option<(i32, Option<i32>)>,
+}
+
+/// Pointer arrays for execve, built before clone.
+struct ExecArrays {
+    argv: Vec<*const c_char>,
+    envp: Vec<*const c_char>,
+}
+
+impl ExecArrays {
+    fn new(plan: &Plan) -> Self {
+        let nul = |v: &[std::ffi::CString]| v.iter().map(|c| c.as_ptr()).chain([std::ptr::null()]).collect();
+        ExecArrays { argv: nul(&plan.exec.argv), envp: nul(&plan.exec.envp) }
+    }
+}
+
+struct ChildArgs<'a> {
+    plan: &'a Plan,
+    exec: &'a ExecArrays,
+    stdio: [RawFd; 3],
+    close: [RawFd; 5],
+    go_r: RawFd,
+    msg_w: RawFd,
+    die_with_parent: bool,
+    last_cap: u32,
+}
+
+fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
+}
+
+/// Clone the child and leave it parked before exec. With `go_now` the start
+/// signal is queued at once, so the child runs straight through to exec.
+pub fn spawn(plan: Plan, stdio: [Stdio; 3], opts: Options, go_now: bool) -> Result<Container> {
+    let (go_r, go_w) = pipe()?;
+    let (msg_r, msg_w) = pipe()?;
+    let devnull = if stdio.contains(&Stdio::Null) {
+        Some(
+            nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+                .map_err(|e| Error::sys("open /dev/null", e))?,
+        )
+    } else {
+        None
+    };
+    // For each stream: the fd the child dups onto 0/1/2, and the end we keep.
+    let mut child_fds = [-1; 3];
+    let mut ours: [Option<OwnedFd>; 3] = [None, None, None];
+    let mut theirs: Vec<OwnedFd> = Vec::new();
+    for (i, s) in stdio.iter().enumerate() {
+        child_fds[i] = match s {
+            Stdio::Fd(fd) => *fd,
+            Stdio::Null => devnull.as_ref().expect("opened above").as_raw_fd(),
+            Stdio::Pipe => {
+                let (r, w) = pipe()?;
+                let (mine, child) = if i == 0 { (w, r) } else { (r, w) };
+                let fd = child.as_raw_fd();
+                ours[i] = Some(mine);
+                theirs.push(child);
+                fd
+            }
+        };
+    }
+    let close = [
+        go_w.as_raw_fd(),
+        msg_r.as_raw_fd(),
+        ours[0].as_ref().map_or(-1, |f| f.as_raw_fd()),
+        ours[1].as_ref().map_or(-1, |f| f.as_raw_fd()),
+        ours[2].as_ref().map_or(-1, |f| f.as_raw_fd()),
+    ];
+    let exec = ExecArrays::new(&plan);
+    let args = ChildArgs {
+        plan: &plan,
+        exec: &exec,
+        stdio: child_fds,
+        close,
+        go_r: go_r.as_raw_fd(),
+        msg_w: msg_w.as_raw_fd(),
+        die_with_parent: opts.die_with_parent,
+        last_cap: last_cap(),
+    };
+
+    // SAFETY: fork-style clone (no new stack); the child only runs `child`,
+    // which never returns and never allocates.
+    let pid = unsafe {
+        libc::syscall(libc::SYS_clone, (plan.clone_flags | libc::SIGCHLD) as libc::c_ulong, 0usize, 0usize, 0usize, 0usize)
+    };
+    if pid < 0 {
+        return Err(Error::sys("clone the container process", Errno::last()));
+    }
+    if pid == 0 {
+        unsafe { child(&args) }
+    }
+    let pid = pid as i32;
+    drop((go_r, msg_w, theirs, devnull));
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if pidfd < 0 {
+        let e = Errno::last();
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        return Err(Error::sys("pidfd_open", e));
+    }
+    let [stdin, stdout, stderr] = ours;
+    let mut c = Container {
+        pid,
+        pidfd: unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) },
+        msg_r,
+        go_w: Some(go_w),
+        stdin,
+        stdout,
+        stderr,
+        plan,
+        ready: false,
+        exited: None,
+    };
+    if let Some((uid_map, gid_map)) = c.plan.id_maps.clone() {
+        let write = |file: &str, data: &str| {
+            std::fs::write(format!("/proc/{pid}/{file}"), data)
+                .map_err(|e| Error::sys(format!("write {file} of pid {pid}"), Errno::from_raw(e.raw_os_error().unwrap_or(0))))
+        };
+        if let Err(e) = write("uid_map", &uid_map).and_then(|_| write("gid_map", &gid_map)) {
+            c.kill_and_reap();
+            return Err(e);
+        }
+        c.send(b'M')?;
+    }
+    if go_now {
+        c.send(b'G')?;
+    }
+    Ok(c)
+}
+
+/// Create: clone and wait until the child is parked before exec.
+pub fn create(plan: Plan, stdio: [Stdio; 3], opts: Options) -> Result<Container> {
+    let mut c = spawn(plan, stdio, opts, false)?;
+    c.await_msg(true)?;
+    Ok(c)
+}
+
+/// Create, start and wait in one go: the foreground `run`. Signals to be
+/// forwarded are caught from before the clone, so none slips through.
+pub fn run(plan: Plan, stdio: [Stdio; 3], opts: Options, wopts: WaitOptions) -> Result<(i32, Exit)> {
+    let guard = if wopts.forward_signals { Some(SignalForwarder::new()?) } else { None };
+    let mut c = spawn(plan, stdio, opts, true)?;
+    c.await_exec()?;
+    let exit = c.wait_with(guard.as_ref(), wopts)?;
+    Ok((c.pid, exit))
+}
+
+/// Read one record; None at end-of-file.
+fn read_msg(fd: RawFd) -> Result<Option<Msg>> {
+    let mut m = Msg::default();
+    loop {
+        let n = unsafe { libc::read(fd, (&mut m as *mut Msg).cast(), std::mem::size_of::<Msg>()) };
+        if n < 0 && Errno::last() == Errno::EINTR {
+            continue;
+        }
+        if n < 0 {
+            return Err(Error::sys("read from the container process", Errno::last()));
+        }
+        return Ok((n as usize == std::mem::size_of::<Msg>()).then_some(m));
+    }
+}
+
+impl Container {
+    fn send(&mut self, b: u8) -> Result<()> {
+        let fd = self.go_w.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1);
+        let n = unsafe { libc::write(fd, (&b as *const u8).cast(), 1) };
+        if n != 1 {
+            let e = Errno::last();
+            self.kill_and_reap();
+            return Err(Error::sys("signal the container process", e));
+        }
+        Ok(())
+    }
+
+    /// Read progress until READY (`want_ready`) or until exec (end-of-file).
+    fn await_msg(&mut self, want_ready: bool) -> Result<()> {
+        loop {
+            let msg = read_msg(self.msg_r.as_raw_fd())?;
+            let m = match msg {
+                Some(m) if m.kind == MSG_READY => {
+                    self.ready = true;
+                    if want_ready {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Some(m) => m,
+                None if want_ready || !self.ready => {
+                    let (code, _) = self.reap();
+                    return Err(Error::ChildDied(code));
+                }
+                None => return Ok(()),
+            };
+            self.reap();
+            let errno = Errno::from_raw(m.errno);
+            return Err(match m.kind {
+                MSG_OP => Error::Setup {
+                    what: self.plan.ops.get(m.index as usize).map_or_else(|| "unknown step".into(), |o| o.describe()),
+                    errno,
+                },
+                MSG_IDENTITY => Error::Setup {
+                    what: IDENTITY_STAGES.get(m.index as usize).copied().unwrap_or("switch user").into(),
+                    errno,
+                },
+                _ => exec_error(&self.plan.exec.arg0, errno),
+            });
+        }
+    }
+
+    /// Start: let the parked child exec; returns once exec has happened.
+    pub fn start(&mut self) -> Result<()> {
+        if self.go_w.is_none() {
+            return Err(Error::Spec("container process already started".into()));
+        }
+        self.send(b'G')?;
+        self.go_w = None;
+        self.await_msg(false)
+    }
+
+    /// For `spawn(.., go_now = true)`: wait until exec happened or failed.
+    pub fn await_exec(&mut self) -> Result<()> {
+        self.go_w = None;
+        self.await_msg(false)
+    }
+
+    pub fn kill(&self, sig: i32) -> Result<()> {
+        if self.exited.is_some() {
+            return Ok(());
+        }
+        // pidfd_send_signal cannot hit a recycled pid.
+        let r = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, self.pidfd.as_raw_fd(), sig, 0usize, 0u32) };
+        if r < 0 && Errno::last() != Errno::ESRCH {
+            return Err(Error::sys(format!("signal {sig} to pid {}", self.pid), Errno::last()));
+        }
+        Ok(())
+    }
+
+    fn kill_and_reap(&mut self) {
+        let _ = self.kill(libc::SIGKILL);
+        self.reap();
+    }
+
+    /// Block until the process is gone; returns (shell exit code, signal).
+    fn reap(&mut self) -> (i32, Option<i32>) {
+        if let Some(e) = self.exited {
+            return e;
+        }
+        let mut status = 0;
+        loop {
+            let r = unsafe { libc::waitpid(self.pid, &mut status, libc::__WALL) };
+            if r < 0 && Errno::last() == Errno::EINTR {
+                continue;
+            }
+            break;
+        }
+        let e = if libc::WIFSIGNALED(status) {
+            let sig = libc::WTERMSIG(status);
+            (128 + sig, Some(sig))
+        } else {
+            (libc::WEXITSTATUS(status), None)
+        };
+        self.exited = Some(e);
+        e
+    }
+
+    pub fn exit_status(&self) -> Option<(i32, Option<i32>)> {
+        self.exited
+    }
+
+    /// Wait for exit, pumping captured stdio, forwarding signals and
+    /// enforcing a timeout (SIGKILL) on the way.
+    pub fn wait(&mut self, opts: WaitOptions) -> Result<Exit> {
+        let guard = if opts.forward_signals { Some(SignalForwarder::new()?) } else { None };
+        self.wait_with(guard.as_ref(), opts)
+    }
+
+    fn wait_with(&mut self, guard: Option<&SignalForwarder>, opts: WaitOptions) -> Result<Exit> {
+        let mut out: Option<Vec<u8>> = self.stdout.as_ref().map(|_| Vec::new());
+        let mut err: Option<Vec<u8>> = self.stderr.as_ref().map(|_| Vec::new());
+        let input = opts.input.unwrap_or_default();
+        let mut written = 0usize;
+        if self.stdin.is_some() {
+            set_nonblocking(self.stdin.as_ref().unwrap().as_raw_fd());
+        }
+        if input.is_empty() {
+            self.stdin = None;
+        }
+        let deadline = opts.timeout.map(|t| Instant::now() + t);
+        let mut timed_out = false;
+        while self.exited.is_none() {
+            let mut fds: Vec<libc::pollfd> = Vec::with_capacity(5);
+            let mut push = |fd: RawFd, events: i16| fds.push(libc::pollfd { fd, events, revents: 0 });
+            push(self.pidfd.as_raw_fd(), libc::POLLIN);
+            push(self.stdout.as_ref().map_or(-1, |f| f.as_raw_fd()), libc::POLLIN);
+            push(self.stderr.as_ref().map_or(-1, |f| f.as_raw_fd()), libc::POLLIN);
+            push(self.stdin.as_ref().map_or(-1, |f| f.as_raw_fd()), libc::POLLOUT);
+            push(guard.as_ref().map_or(-1, |g| g.fd.as_raw_fd()), libc::POLLIN);
+            let wait_ms = match deadline {
+                None => -1,
+                Some(d) => d.saturating_duration_since(Instant::now()).as_millis().min(i32::MAX as u128) as i32,
+            };
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait_ms) };
+            if n < 0 {
+                if Errno::last() == Errno::EINTR {
+                    continue;
+                }
+                return Err(Error::sys("poll", Errno::last()));
+            }
+            if n == 0 && deadline.is_some_and(|d| Instant::now() >= d) && !timed_out {
+                timed_out = true;
+                self.kill(libc::SIGKILL)?;
+                continue;
+            }
+            let ready = |i: usize| fds[i].revents != 0;
+            if ready(1) && !drain(&mut self.stdout, out.as_mut().unwrap(), false) {
+                self.stdout = None;
+            }
+            if ready(2) && !drain(&mut self.stderr, err.as_mut().unwrap(), false) {
+                self.stderr = None;
+            }
+            if ready(3) {
+                let fd = self.stdin.as_ref().unwrap().as_raw_fd();
+                let n = unsafe { libc::write(fd, input[written..].as_ptr().cast(), input.len() - written) };
+                if n > 0 {
+                    written += n as usize;
+                }
+                if (n < 0 && Errno::last() != Errno::EAGAIN) || written >= input.len() {
+                    self.stdin = None;
+                }
+            }
+            if ready(4) {
+                if let Some(sig) = guard.as_ref().and_then(|g| g.read()) {
+                    self.kill(sig)?;
+                }
+            }
+            if ready(0) {
+                self.reap();
+            }
+        }
+        // Everyone in the pid namespace is dead by now: take what is buffered.
+        if let Some(o) = out.as_mut() {
+            drain(&mut self.stdout, o, true);
+        }
+        if let Some(e) = err.as_mut() {
+            drain(&mut self.stderr, e, true);
+        }
+        self.stdout = None;
+        self.stderr = None;
+        self.stdin = None;
+        let (code, signal) = self.exited.unwrap();
+        Ok(Exit { code, signal, stdout: out, stderr: err, timed_out })
+    }
+}
+
+impl Drop for Container {
+    /// A handle dropped before its process ended takes the process with it.
+    fn drop(&mut self) {
+        if self.exited.is_none() {
+            self.kill_and_reap();
+        }
+    }
+}
+
+fn set_nonblocking(fd: RawFd) {
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+}
+
+/// Read what is available into `buf`; false at end-of-file. With `to_end`,
+/// reads without blocking until nothing is left.
+fn drain(fd: &mut Option<OwnedFd>, buf: &mut Vec<u8>, to_end: bool) -> bool {
+    let Some(f) = fd.as_ref() else { return false };
+    if to_end {
+        set_nonblocking(f.as_raw_fd());
+    }
+    let mut chunk = [0u8; 65536];
+    loop {
+        let n = unsafe { libc::read(f.as_raw_fd(), chunk.as_mut_ptr().cast(), chunk.len()) };
+        if n > 0 {
+            buf.extend_from_slice(&chunk[..n as usize]);
+            if !to_end {
+                return true;
+            }
+            continue;
+        }
+        if n < 0 && Errno::last() == Errno::EINTR {
+            continue;
+        }
+        return n < 0 && Errno::last() == Errno::EAGAIN;
+    }
+}
+
+fn exec_error(arg0: &str, errno: Errno) -> Error {
+    let (why, code) = match errno {
+        Errno::ENOENT if !arg0.contains('/') => ("executable file not found in $PATH".to_string(), 127),
+        Errno::ENOENT => ("no such file or directory".to_string(), 127),
+        Errno::EACCES => ("permission denied".to_string(), 126),
+        e => (e.desc().to_lowercase(), 126),
+    };
+    Error::Exec { message: format!("exec: \"{arg0}\": {why}"), exit_code: code }
+}
+
+/// Blocks the forwarded signals in this thread and receives them on a
+/// signalfd instead; restores the mask when dropped.
+struct SignalForwarder {
+    fd: OwnedFd,
+    old: libc::sigset_t,
+}
+
+impl SignalForwarder {
+    fn new() -> Result<Self> {
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for s in FORWARDED {
+                libc::sigaddset(&mut set, *s);
+            }
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+            let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
+            if fd < 0 {
+                let e = Errno::last();
+                libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+                return Err(Error::sys("signalfd", e));
+            }
+            Ok(SignalForwarder { fd: OwnedFd::from_raw_fd(fd), old })
+        }
+    }
+
+    fn read(&self) -> Option<i32> {
+        let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+        let n = unsafe {
+            libc::read(self.fd.as_raw_fd(), (&mut info as *mut libc::signalfd_siginfo).cast(), std::mem::size_of_val(&info))
+        };
+        (n as usize == std::mem::size_of_val(&info)).then_some(info.ssi_signo as i32)
+    }
+}
+
+impl Drop for SignalForwarder {
+    fn drop(&mut self) {
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
+    }
+}
+
+// ---- the child: no allocation, no locks, async-signal-safe calls only ----
+
+fn report(fd: RawFd, kind: u32, index: u32, errno: Errno) {
+    let m = Msg { kind, index, errno: errno as i32 };
+    unsafe { libc::write(fd, (&m as *const Msg).cast(), std::mem::size_of::<Msg>()) };
+}
+
+fn read_byte(fd: RawFd) -> u8 {
+    let mut b = 0u8;
+    loop {
+        let n = unsafe { libc::read(fd, (&mut b as *mut u8).cast(), 1) };
+        if n < 0 && Errno::last() == Errno::EINTR {
+            continue;
+        }
+        return if n == 1 { b } else { 0 };
+    }
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAP_V3: u32 = 0x2008_0522;
+
+unsafe fn child(a: &ChildArgs) -> ! {
+    if a.die_with_parent {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
+    for fd in a.close {
+        if fd >= 0 {
+            libc::close(fd);
+        }
+    }
+    // Python ignores SIGPIPE and blocks signals in some threads; ignored
+    // dispositions and the mask survive exec, so reset both.
+    let mut set: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut set);
+    libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    for sig in 1..libc::SIGRTMAX() {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
+    // Move the sources out of the way first so one stream's source can never
+    // be overwritten by another's dup2.
+    let mut src = [-1; 3];
+    for i in 0..3 {
+        if a.stdio[i] >= 0 {
+            src[i] = libc::fcntl(a.stdio[i], libc::F_DUPFD_CLOEXEC, 10);
+        }
+    }
+    for (i, fd) in src.iter().enumerate() {
+        if *fd >= 0 {
+            libc::dup2(*fd, i as i32);
+        }
+    }
+    if a.plan.id_maps.is_some() && read_byte(a.go_r) != b'M' {
+        libc::_exit(1);
+    }
+    libc::umask(0);
+    if let Err((i, e)) = run_ops(&a.plan.ops, &Kernel) {
+        report(a.msg_w, MSG_OP, i as u32, e);
+        libc::_exit(125);
+    }
+    if let Err((stage, e)) = switch_identity(a) {
+        report(a.msg_w, MSG_IDENTITY, stage, e);
+        libc::_exit(125);
+    }
+    libc::umask(a.plan.identity.umask as libc::mode_t);
+    report(a.msg_w, MSG_READY, 0, Errno::UnknownErrno);
+    if read_byte(a.go_r) != b'G' {
+        libc::_exit(1);
+    }
+    let mut err = Errno::ENOENT;
+    for c in &a.plan.exec.candidates {
+        libc::execve(c.as_ptr(), a.exec.argv.as_ptr(), a.exec.envp.as_ptr());
+        match Errno::last() {
+            Errno::ENOENT | Errno::ENOTDIR => {}
+            Errno::EACCES => err = Errno::EACCES,
+            e => {
+                err = e;
+                break;
+            }
+        }
+    }
+    report(a.msg_w, MSG_EXEC, 0, err);
+    libc::_exit(if err == Errno::ENOENT { 127 } else { 126 })
+}
+
+unsafe fn switch_identity(a: &ChildArgs) -> std::result::Result<(), (u32, Errno)> {
+    let fail = |stage: u32| Err((stage, Errno::last()));
+    let id = &a.plan.identity;
+    if let Some(c) = a.plan.caps {
+        if libc::prctl(libc::PR_SET_KEEPCAPS, 1) < 0 {
+            return fail(0);
+        }
+        for cap in 0..=a.last_cap.min(63) {
+            if c.bounding & (1u64 << cap) == 0
+                && libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong) < 0
+                && Errno::last() != Errno::EINVAL
+            {
+                return fail(1);
+            }
+        }
+    }
+    if libc::setgroups(id.groups.len(), id.groups.as_ptr()) < 0 && Errno::last() != Errno::EPERM {
+        return fail(2);
+    }
+    if libc::setresgid(id.gid, id.gid, id.gid) < 0 {
+        return fail(3);
+    }
+    if libc::setresuid(id.uid, id.uid, id.uid) < 0 {
+        return fail(4);
+    }
+    if let Some(c) = a.plan.caps {
+        let mut hdr = CapHeader { version: CAP_V3, pid: 0 };
+        let lo = |m: u64| m as u32;
+        let hi = |m: u64| (m >> 32) as u32;
+        let data = [
+            CapData { effective: lo(c.effective), permitted: lo(c.permitted), inheritable: lo(c.inheritable) },
+            CapData { effective: hi(c.effective), permitted: hi(c.permitted), inheritable: hi(c.inheritable) },
+        ];
+        if libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) < 0 {
+            return fail(5);
+        }
+        for cap in 0..64u64 {
+            if c.ambient & (1 << cap) != 0
+                && libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong, cap as libc::c_ulong, 0, 0) < 0
+            {
+                return fail(6);
+            }
+        }
+    }
+    if a.plan.no_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
+        return fail(7);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_errors_map_to_docker_codes() {
+        let e = exec_error("nope", Errno::ENOENT);
+        assert_eq!(e.exit_code(), 127);
+        assert_eq!(e.to_string(), "exec: \"nope\": executable file not found in $PATH");
+        assert_eq!(exec_error("/bin/nope", Errno::ENOENT).to_string(), "exec: \"/bin/nope\": no such file or directory");
+        assert_eq!(exec_error("/etc", Errno::EACCES).exit_code(), 126);
+        assert_eq!(exec_error("/x", Errno::ENOEXEC).exit_code(), 126);
+    }
+}
