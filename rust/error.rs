@@ -20,6 +20,10 @@ pub enum Error {
     #[error("{message}")]
     Exec { message: String, exit_code: i32 },
 
+    /// A caller's hook failed; the message is already complete.
+    #[error("{0}")]
+    Hook(String),
+
     /// The child died before it could report anything.
     #[error("container process exited during setup with status {0}")]
     ChildDied(i32),

@@ -34,7 +34,7 @@ mod python {
         let class = match &e {
             Error::Spec(_) => "SpecError",
             Error::Exec { .. } => "ExecError",
-            Error::Sys { .. } | Error::Setup { .. } | Error::ChildDied(_) => "SetupError",
+            Error::Sys { .. } | Error::Setup { .. } | Error::ChildDied(_) | Error::Hook(_) => "SetupError",
         };
         let made = py.import("pinnace.errors").and_then(|m| {
             let cls = m.getattr(class)?;
@@ -67,8 +67,9 @@ mod python {
 
     /// Run a container to completion: returns
     /// (pid, exit_code, signal, stdout, stderr, timed_out).
+    /// `on_spawn(pid)` is called (with the GIL) as soon as the process exists.
     #[pyfunction]
-    #[pyo3(signature = (spec_json, stdin=DEVNULL, stdout=PIPE, stderr=PIPE, *, input=None, forward_signals=false, timeout=None, die_with_parent=true))]
+    #[pyo3(signature = (spec_json, stdin=DEVNULL, stdout=PIPE, stderr=PIPE, *, input=None, forward_signals=false, timeout=None, die_with_parent=true, on_spawn=None))]
     #[allow(clippy::too_many_arguments)]
     fn run<'py>(
         py: Python<'py>,
@@ -80,11 +81,16 @@ mod python {
         forward_signals: bool,
         timeout: Option<f64>,
         die_with_parent: bool,
+        on_spawn: Option<Py<PyAny>>,
     ) -> PyResult<(i32, ExitTuple<'py>)> {
         let io = [stdio(stdin)?, stdio(stdout)?, stdio(stderr)?];
         let r = py.detach(|| {
             let plan = crate::plan_from_json(spec_json)?;
-            spawn::run(plan, io, spawn::Options { die_with_parent }, wait_opts(forward_signals, timeout, input))
+            let hook = |pid: i32| match &on_spawn {
+                None => Ok(()),
+                Some(f) => Python::attach(|py| f.call1(py, (pid,)).map(|_| ()).map_err(|e| Error::Hook(e.to_string()))),
+            };
+            spawn::run(plan, io, spawn::Options { die_with_parent }, wait_opts(forward_signals, timeout, input), hook)
         });
         match r {
             Ok((pid, exit)) => Ok((pid, exit_tuple(py, exit))),

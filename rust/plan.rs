@@ -206,7 +206,10 @@ impl Builder {
         let src = m.source().as_ref();
         let src_is_dir = match (bind, src) {
             (true, Some(s)) => std::fs::metadata(s)
-                .map_err(|e| Error::Spec(format!("bind source {}: {e}", s.display())))?
+                .map_err(|e| {
+                    let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0));
+                    Error::Spec(format!("bind source {}: {}", s.display(), errno.desc().to_lowercase()))
+                })?
                 .is_dir(),
             (true, None) => return Err(Error::Spec(format!("bind mount on {} has no source", m.destination().display()))),
             _ => true,

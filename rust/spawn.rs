@@ -249,9 +249,18 @@ pub fn create(plan: Plan, stdio: [Stdio; 3], opts: Options) -> Result<Container>
 
 /// Create, start and wait in one go: the foreground `run`. Signals to be
 /// forwarded are caught from before the clone, so none slips through.
-pub fn run(plan: Plan, stdio: [Stdio; 3], opts: Options, wopts: WaitOptions) -> Result<(i32, Exit)> {
+/// `on_spawn` sees the pid while the child is still setting up, so a caller
+/// can record it without a second round trip.
+pub fn run(
+    plan: Plan,
+    stdio: [Stdio; 3],
+    opts: Options,
+    wopts: WaitOptions,
+    on_spawn: impl FnOnce(i32) -> Result<()>,
+) -> Result<(i32, Exit)> {
     let guard = if wopts.forward_signals { Some(SignalForwarder::new()?) } else { None };
     let mut c = spawn(plan, stdio, opts, true)?;
+    on_spawn(c.pid)?;
     c.await_exec()?;
     let exit = c.wait_with(guard.as_ref(), wopts)?;
     Ok((c.pid, exit))
@@ -671,13 +680,16 @@ unsafe fn switch_identity(a: &ChildArgs) -> std::result::Result<(), (u32, Errno)
             }
         }
     }
-    if libc::setgroups(id.groups.len(), id.groups.as_ptr()) < 0 && Errno::last() != Errno::EPERM {
+    // Raw syscalls, not glibc's wrappers: those broadcast the change to every
+    // thread glibc believes exists, and the clone inherited the parent's
+    // thread list but none of its threads, so they would wait forever.
+    if libc::syscall(libc::SYS_setgroups, id.groups.len(), id.groups.as_ptr()) < 0 && Errno::last() != Errno::EPERM {
         return fail(2);
     }
-    if libc::setresgid(id.gid, id.gid, id.gid) < 0 {
+    if libc::syscall(libc::SYS_setresgid, id.gid, id.gid, id.gid) < 0 {
         return fail(3);
     }
-    if libc::setresuid(id.uid, id.uid, id.uid) < 0 {
+    if libc::syscall(libc::SYS_setresuid, id.uid, id.uid, id.uid) < 0 {
         return fail(4);
     }
     if let Some(c) = a.plan.caps {

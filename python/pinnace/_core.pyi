@@ -1,5 +1,7 @@
 """Type stubs for the Rust core (``pinnace._core``)."""
 
+from typing import Callable
+
 PIPE: int
 DEVNULL: int
 __version__: str
@@ -16,6 +18,7 @@ def run(
     forward_signals: bool = False,
     timeout: float | None = None,
     die_with_parent: bool = True,
+    on_spawn: Callable[[int], object] | None = None,
 ) -> tuple[int, ExitTuple]:
     """Create, start and wait for a container: (pid, (code, signal, out, err, timed_out))."""
 

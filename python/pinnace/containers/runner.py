@@ -73,6 +73,11 @@ def run(
         etc = _etc_files(p.dir, hostname, opts.network)
         spec = build_spec(opts, image.config, image.layers, image.mounts, container_id=cid, rootfs=p.merged,
                           upper=p.upper, work=p.work, etc_files=etc)
+        for v in opts.volumes:
+            # docker creates a missing bind source as a directory
+            src = v.split(":")[0]
+            if not os.path.lexists(src):
+                os.makedirs(src, exist_ok=True)
         lock_fd = store.lock(p)
         state = {
             "Id": cid,
@@ -89,10 +94,15 @@ def run(
                            "Binds": list(opts.volumes)},
         }
         store.write_state(p, state)
+
+        def record_pid(pid: int) -> None:
+            state["State"]["Pid"] = pid
+            store.write_state(p, state)
+
         try:
             pid, (code, sig, out, err, timed_out) = _core.run(
                 json.dumps(spec), stdin, stdout, stderr,
-                input=input, forward_signals=forward_signals, timeout=timeout,
+                input=input, forward_signals=forward_signals, timeout=timeout, on_spawn=record_pid,
             )
         except Exception as e:
             if not opts.remove:

@@ -1,0 +1,101 @@
+"""Black-box fixtures: the real ``pinnace`` binary, the real kernel, as root.
+
+Each test session gets its own store (``PINNACE_ROOT``/``PINNACE_RUNROOT``
+under a temporary directory), so tests never touch /var/lib/pinnace, and
+the session ends by checking that nothing of pinnace's is left on the host:
+no container directory, no mount, no process in a foreign pid namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+if os.geteuid() != 0:
+    pytest.exit("the pinnace test suite runs as root (it makes namespaces and mounts)", returncode=2)
+
+PINNACE = shutil.which("pinnace")
+
+
+def _pid_namespaces() -> set[str]:
+    out = set()
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                out.add(os.readlink(f"/proc/{pid}/ns/pid"))
+            except OSError:
+                pass
+    return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def store():
+    base = tempfile.mkdtemp(prefix="pinnace-test-", dir="/var/tmp")
+    root, runroot = os.path.join(base, "root"), os.path.join(base, "run")
+    old = {k: os.environ.get(k) for k in ("PINNACE_ROOT", "PINNACE_RUNROOT")}
+    os.environ["PINNACE_ROOT"], os.environ["PINNACE_RUNROOT"] = root, runroot
+    namespaces_before = _pid_namespaces()
+    yield {"root": root, "runroot": runroot}
+    # Removing what the tests kept on purpose is part of the product: prune.
+    subprocess.run([PINNACE, "system", "prune", "-f"], capture_output=True)
+    leftovers = []
+    with open("/proc/self/mountinfo") as f:
+        leftovers += [line.strip() for line in f if base in line]
+    cdir = os.path.join(root, "containers")
+    if os.path.isdir(cdir) and os.listdir(cdir):
+        leftovers.append(f"container dirs: {os.listdir(cdir)}")
+    rdir = os.path.join(runroot, "containers")
+    if os.path.isdir(rdir) and os.listdir(rdir):
+        leftovers.append(f"runtime dirs: {os.listdir(rdir)}")
+    new_ns = _pid_namespaces() - namespaces_before
+    if new_ns:
+        leftovers.append(f"processes in new pid namespaces: {new_ns}")
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    shutil.rmtree(base, ignore_errors=True)
+    assert not leftovers, f"pinnace left things behind: {leftovers}"
+
+
+def pn(*args: str, input: bytes | None = None, timeout: float = 60, check: bool = False) -> subprocess.CompletedProcess:
+    """Run the real CLI; output as text."""
+    r = subprocess.run([PINNACE, *args], input=input, capture_output=True, timeout=timeout)
+    r.out = r.stdout.decode()  # type: ignore[attr-defined]
+    r.err = r.stderr.decode()  # type: ignore[attr-defined]
+    if check and r.returncode != 0:
+        raise AssertionError(f"pinnace {' '.join(args)} exited {r.returncode}: {r.err}")
+    return r
+
+
+def sh(script: str, *flags: str, **kw) -> subprocess.CompletedProcess:
+    """``pinnace run --rm [flags] host sh -c script``."""
+    return pn("run", "--rm", *flags, "host", "sh", "-c", script, **kw)
+
+
+def container_dirs(store) -> list[str]:
+    d = os.path.join(store["root"], "containers")
+    return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+
+@pytest.fixture
+def busybox_rootfs(tmp_path):
+    """A tiny root filesystem: Debian's static busybox and a few applets."""
+    bb = shutil.which("busybox")
+    if not bb:
+        pytest.fail("busybox (Debian package busybox-static) is required: .ci/run installs it")
+    root = tmp_path / "rootfs"
+    (root / "bin").mkdir(parents=True)
+    shutil.copy(bb, root / "bin" / "busybox")
+    for applet in ("sh", "echo", "cat", "ls", "id", "hostname", "sleep", "touch", "pwd", "env", "true", "false"):
+        os.symlink("busybox", root / "bin" / applet)
+    for d in ("proc", "sys", "dev", "etc", "tmp"):
+        (root / d).mkdir()
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nbox:x:1234:1234::/home/box:/bin/sh\n")
+    (root / "etc" / "group").write_text("root:x:0:\nbox:x:1234:\n")
+    return root
