@@ -48,9 +48,8 @@ def store():
     cdir = os.path.join(root, "containers")
     if os.path.isdir(cdir) and os.listdir(cdir):
         leftovers.append(f"container dirs: {os.listdir(cdir)}")
-    rdir = os.path.join(runroot, "containers")
-    if os.path.isdir(rdir) and os.listdir(rdir):
-        leftovers.append(f"runtime dirs: {os.listdir(rdir)}")
+    if runtime_records({"runroot": runroot}):
+        leftovers.append(f"runtime records: {runtime_records({'runroot': runroot})}")
     new_ns = _pid_namespaces() - namespaces_before
     if new_ns:
         leftovers.append(f"processes in new pid namespaces: {new_ns}")
@@ -80,6 +79,11 @@ def sh(script: str, *flags: str, **kw) -> subprocess.CompletedProcess:
 
 def container_dirs(store) -> list[str]:
     d = os.path.join(store["root"], "containers")
+    return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+
+def runtime_records(store) -> list[str]:
+    d = os.path.join(store["runroot"], "containers")
     return sorted(os.listdir(d)) if os.path.isdir(d) else []
 
 

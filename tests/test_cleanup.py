@@ -7,7 +7,7 @@ import signal
 import subprocess
 import time
 
-from conftest import PINNACE, container_dirs, pn
+from conftest import PINNACE, container_dirs, pn, runtime_records
 from test_run_cli import _container_pid
 
 
@@ -36,7 +36,7 @@ def test_caller_killed_with_sigkill_leaves_an_orphan_that_prune_removes(store):
     r = pn("system", "prune", "-f", check=True)
     assert "Total reclaimed containers: 1" in r.out
     assert container_dirs(store) == []
-    assert os.listdir(os.path.join(store["runroot"], "containers")) == []
+    assert runtime_records(store) == []
     # and the name is free again
     pn("run", "--rm", "--name", "orphan1", "host", "true", check=True)
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import PINNACE, container_dirs, pn, sh
+from conftest import PINNACE, container_dirs, pn, runtime_records, sh
 
 
 @pytest.mark.parametrize(
@@ -192,4 +192,27 @@ def test_name_must_be_unique_and_ps_rm_work(store):
 def test_rm_removes_every_directory(store):
     sh("echo x > /f")
     assert container_dirs(store) == []
-    assert os.listdir(os.path.join(store["runroot"], "containers")) == []
+    assert runtime_records(store) == []
+
+
+def test_root_and_runroot_flags_keep_stores_apart(tmp_path, store):
+    import json
+
+    root, run = str(tmp_path / "root"), str(tmp_path / "run")
+    p = subprocess.Popen([PINNACE, "--root", root, "--runroot", run, "run", "--rm", "--name", "apart",
+                          "host", "sleep", "60"])
+    try:
+        pid = _container_pid(p.pid, "sleep")
+        records = os.listdir(os.path.join(run, "containers"))
+        assert len(records) == 1
+        with open(os.path.join(run, "containers", records[0])) as f:
+            assert json.load(f)["State"]["Pid"] == pid
+        assert "apart" in pn("--root", root, "--runroot", run, "ps").out
+        assert "apart" not in pn("ps", "-a").out
+        os.kill(pid, signal.SIGKILL)
+        assert p.wait(timeout=10) == 137
+    finally:
+        p.kill()
+        p.wait()
+    assert os.listdir(os.path.join(root, "containers")) == []
+    assert os.listdir(os.path.join(run, "containers")) == []

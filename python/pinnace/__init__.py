@@ -7,9 +7,25 @@ b'hi\\n'
 
 from __future__ import annotations
 
-from pinnace import errors
-from pinnace.api import RunResult, run
+TYPE_CHECKING = False  # not `from typing import ...`: typing costs the CLI ~10 ms
 
 __version__ = "0.1.0"
 
 __all__ = ["run", "RunResult", "errors", "__version__"]
+
+if TYPE_CHECKING:
+    from pinnace import errors
+    from pinnace.api import RunResult, run
+
+
+def __getattr__(name: str):
+    # Lazy, so that `pinnace run` on the command line pays only for what it uses.
+    if name in ("run", "RunResult"):
+        from pinnace import api
+
+        return getattr(api, name)
+    if name == "errors":
+        from pinnace import errors
+
+        return errors
+    raise AttributeError(f"module 'pinnace' has no attribute {name!r}")

@@ -6,22 +6,11 @@ from this interpreter (releasing the GIL while it waits).
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, fields
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from pinnace.config import RunOptions, env_list
-
-DEFAULT_ROOT = "/var/lib/pinnace"
-DEFAULT_RUNROOT = "/run/pinnace"
-
-
-def default_root() -> str:
-    return os.environ.get("PINNACE_ROOT") or DEFAULT_ROOT
-
-
-def default_runroot() -> str:
-    return os.environ.get("PINNACE_RUNROOT") or DEFAULT_RUNROOT
+from pinnace.containers import default_root, default_runroot
 
 
 @dataclass
@@ -41,9 +30,6 @@ class RunResult:
     def output(self) -> str:
         """stdout decoded as UTF-8 (replacing what does not decode)."""
         return (self.stdout or b"").decode("utf-8", "replace")
-
-
-_OPTION_NAMES = {f.name for f in fields(RunOptions)}
 
 
 def run(
@@ -80,9 +66,6 @@ def run(
     from pinnace.containers.runner import run as run_container
     from pinnace.errors import UsageError
 
-    unknown = set(options) - _OPTION_NAMES
-    if unknown:
-        raise UsageError(f"unknown option(s): {', '.join(sorted(unknown))}")
     if isinstance(command, str):
         command = ["/bin/sh", "-c", command]
     for key in ("volumes", "tmpfs", "cap_add", "cap_drop", "ulimits", "env_file"):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from pinnace.api import default_root, default_runroot
+from pinnace.containers import default_root, default_runroot
 
 COMMANDS = {
-    "run": ("pinnace.cli.run", "run"),
+    "run": ("pinnace.cli.run", "make_command"),
     "ps": ("pinnace.cli.ps", "ps"),
     "rm": ("pinnace.cli.rm", "rm"),
     "system": ("pinnace.cli.system", "system"),
@@ -38,7 +38,8 @@ class LazyGroup(click.Group):
         import importlib
 
         module, attr = COMMANDS[name]
-        return getattr(importlib.import_module(module), attr)
+        obj = getattr(importlib.import_module(module), attr)
+        return obj if isinstance(obj, click.Command) else obj()
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["--help"]})

@@ -11,9 +11,8 @@ from pinnace.cli.flags import RUN_FLAGS
 def execute(globals_: dict, values: dict, rest: list[str]) -> int:
     """Run with parsed flags; ``rest`` is IMAGE [CMD...] (or CMD... with --rootfs)."""
     from pinnace import _core, images
-    from pinnace.api import default_root, default_runroot
     from pinnace.config import RunOptions
-    from pinnace.containers import Store
+    from pinnace.containers import Store, default_root, default_runroot
     from pinnace.containers.runner import run
     from pinnace.errors import UsageError
 
@@ -42,7 +41,8 @@ def execute(globals_: dict, values: dict, rest: list[str]) -> int:
     return out.exit_code
 
 
-def _command():
+def make_command():
+    """The click command, built from the same flag table as the fast path."""
     import click
 
     params = [click.Argument(["args"], nargs=-1, required=False)]
@@ -66,5 +66,3 @@ def _command():
         short_help="Run a command in a new container",
     )
 
-
-run = _command()

@@ -7,8 +7,6 @@ created on disk, so bad input fails with one line and leaves nothing behind.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 from pinnace.errors import UsageError
 
@@ -59,34 +57,59 @@ RLIMITS = {
 NETWORKS = ("none", "host")
 
 
-@dataclass
 class RunOptions:
-    """What ``pinnace run`` and ``pinnace.run`` accept; names follow the CLI flags."""
+    """What ``pinnace run`` and ``pinnace.run`` accept; names follow the CLI flags.
 
-    command: list[str] | None = None
-    entrypoint: list[str] | None = None
-    name: str | None = None
-    env: list[str] = field(default_factory=list)
-    env_file: list[str] = field(default_factory=list)
-    workdir: str | None = None
-    user: str | None = None
-    hostname: str | None = None
-    network: str = "none"
-    volumes: list[str] = field(default_factory=list)
-    tmpfs: list[str] = field(default_factory=list)
-    read_only: bool = False
-    remove: bool = False
-    cap_add: list[str] = field(default_factory=list)
-    cap_drop: list[str] = field(default_factory=list)
-    ulimits: list[str] = field(default_factory=list)
-    cgroupns: str | None = None
-    userns: str = "host"
-    interactive: bool = False
+    A plain class rather than a dataclass: importing dataclasses costs the
+    CLI's fast path more than running a container does.
+    """
+
+    DEFAULTS: dict = {
+        "command": None, "entrypoint": None, "name": None, "env": (), "env_file": (), "workdir": None,
+        "user": None, "hostname": None, "network": "none", "volumes": (), "tmpfs": (), "read_only": False,
+        "remove": False, "cap_add": (), "cap_drop": (), "ulimits": (), "cgroupns": None, "userns": "host",
+        "interactive": False,
+    }
+
+    command: list[str] | None
+    entrypoint: list[str] | None
+    name: str | None
+    env: list[str]
+    env_file: list[str]
+    workdir: str | None
+    user: str | None
+    hostname: str | None
+    network: str
+    volumes: list[str]
+    tmpfs: list[str]
+    read_only: bool
+    remove: bool
+    cap_add: list[str]
+    cap_drop: list[str]
+    ulimits: list[str]
+    cgroupns: str | None
+    userns: str
+    interactive: bool
+
+    def __init__(self, **values):
+        unknown = set(values) - set(self.DEFAULTS)
+        if unknown:
+            raise UsageError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        for k, default in self.DEFAULTS.items():
+            v = values.get(k, default)
+            setattr(self, k, list(v) if isinstance(v, tuple) else v)
+
+
+TYPE_CHECKING = False  # typing and collections.abc cost the CLI's fast path milliseconds
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
 
 
 def env_list(env: Iterable[str] | Mapping[str, str] | None) -> list[str]:
     if env is None:
         return []
+    from collections.abc import Mapping
+
     if isinstance(env, Mapping):
         return [f"{k}={v}" for k, v in env.items()]
     return list(env)

@@ -7,45 +7,41 @@ first directory is made; everything made is removed on every way out.
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass
 
 from pinnace import _core
+from pinnace._jsonenc import dumps
 from pinnace.config import RunOptions, build_spec
 from pinnace.containers import Store, new_id, now
 from pinnace.images import Image
 
 
-@dataclass
 class Outcome:
-    id: str
-    name: str
-    pid: int
-    exit_code: int
-    signal: int | None
-    stdout: bytes | None
-    stderr: bytes | None
-    timed_out: bool
+    __slots__ = ("id", "name", "pid", "exit_code", "signal", "stdout", "stderr", "timed_out")
+
+    def __init__(self, *values):
+        for k, v in zip(self.__slots__, values):
+            setattr(self, k, v)
 
 
-def _etc_files(p_dir: str, hostname: str, network: str) -> dict[str, str]:
-    """Per-container /etc files, bound over the image's, as docker does."""
+def _etc_files(p_dir: str, network: str) -> dict[str, str]:
+    """Per-container /etc files bound over the image's, as docker does."""
+    files = {"/etc/hostname": os.path.join(p_dir, "hostname")}
     if network == "host":
-        files = {"/etc/hostname": os.path.join(p_dir, "hostname")}
-        with open(files["/etc/hostname"], "w") as f:
-            f.write(hostname + "\n")
-        if os.path.exists("/etc/hosts"):
-            files["/etc/hosts"] = "/etc/hosts"
-        if os.path.exists("/etc/resolv.conf"):
-            files["/etc/resolv.conf"] = "/etc/resolv.conf"
-        return files
-    files = {"/etc/hostname": os.path.join(p_dir, "hostname"), "/etc/hosts": os.path.join(p_dir, "hosts")}
-    with open(files["/etc/hostname"], "w") as f:
-        f.write(hostname + "\n")
-    with open(files["/etc/hosts"], "w") as f:
-        f.write(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")
+        for f in ("/etc/hosts", "/etc/resolv.conf"):
+            if os.path.exists(f):
+                files[f] = f
+    else:
+        files["/etc/hosts"] = os.path.join(p_dir, "hosts")
     return files
+
+
+def _write_etc_files(p_dir: str, hostname: str, network: str) -> None:
+    with open(os.path.join(p_dir, "hostname"), "w") as f:
+        f.write(hostname + "\n")
+    if network != "host":
+        with open(os.path.join(p_dir, "hosts"), "w") as f:
+            f.write(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")
 
 
 def run(
@@ -63,22 +59,20 @@ def run(
     cid = new_id()
     p = store.paths(cid)
     hostname = opts.hostname or cid[:12]
-    # Validate the whole spec before anything exists on disk.
+    # The whole spec is built (and so validated) before anything exists on disk.
     spec = build_spec(opts, image.config, image.layers, image.mounts, container_id=cid, rootfs=p.merged,
-                      upper=p.upper, work=p.work, etc_files={})
+                      upper=p.upper, work=p.work, etc_files=_etc_files(p.dir, opts.network))
     name = store.reserve_name(opts.name, cid)
     lock_fd = -1
     try:
         store.create_dirs(p)
-        etc = _etc_files(p.dir, hostname, opts.network)
-        spec = build_spec(opts, image.config, image.layers, image.mounts, container_id=cid, rootfs=p.merged,
-                          upper=p.upper, work=p.work, etc_files=etc)
+        lock_fd = store.lock(p)
+        _write_etc_files(p.dir, hostname, opts.network)
         for v in opts.volumes:
             # docker creates a missing bind source as a directory
             src = v.split(":")[0]
             if not os.path.lexists(src):
                 os.makedirs(src, exist_ok=True)
-        lock_fd = store.lock(p)
         state = {
             "Id": cid,
             "Name": "/" + name,
@@ -93,15 +87,19 @@ def run(
             "HostConfig": {"AutoRemove": opts.remove, "NetworkMode": opts.network, "ReadonlyRootfs": opts.read_only,
                            "Binds": list(opts.volumes)},
         }
-        store.write_state(p, state)
+
+        if not opts.remove:
+            store.write_state(p, state)
 
         def record_pid(pid: int) -> None:
+            # Runs while the child is still setting up: the record appears
+            # with its pid at no extra latency.
             state["State"]["Pid"] = pid
-            store.write_state(p, state)
+            store.write_runtime(p, state)
 
         try:
             pid, (code, sig, out, err, timed_out) = _core.run(
-                json.dumps(spec), stdin, stdout, stderr,
+                dumps(spec), stdin, stdout, stderr,
                 input=input, forward_signals=forward_signals, timeout=timeout, on_spawn=record_pid,
             )
         except Exception as e:
@@ -109,10 +107,12 @@ def run(
                 state["State"].update(Status="exited", Running=False, ExitCode=getattr(e, "exit_code", 125),
                                       FinishedAt=now(), Error=str(e))
                 store.write_state(p, state)
+                store.clear_runtime(p)
             raise
         if not opts.remove:
             state["State"].update(Status="exited", Running=False, Pid=0, ExitCode=code, FinishedAt=now())
             store.write_state(p, state)
+            store.clear_runtime(p)
         return Outcome(cid, name, pid, code, sig, out, err, timed_out)
     finally:
         if opts.remove or not os.path.exists(p.state_file):

@@ -8,28 +8,36 @@ lives in :mod:`pinnace.images.host`; ``--rootfs DIR`` is a one-layer image.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
 from pinnace.errors import ImageNotFound, UsageError
 
 
-@dataclass
 class Image:
-    name: str
-    #: overlay lowerdirs, topmost first
-    layers: list[str]
-    #: the "config" object of an OCI image config (Env, Cmd, Entrypoint, ...)
-    config: dict = field(default_factory=dict)
-    #: extra runtime-spec mounts the image needs (the host image's binds)
-    mounts: list[dict] = field(default_factory=list)
+    """``layers``: overlay lowerdirs, topmost first; ``config``: the "config"
+    object of an OCI image config (Env, Cmd, Entrypoint, ...); ``mounts``:
+    extra runtime-spec mounts the image needs (the host image's binds)."""
+
+    __slots__ = ("name", "layers", "config", "mounts")
+
+    def __init__(self, name: str, layers: list[str], config: dict | None = None, mounts: list[dict] | None = None):
+        self.name, self.layers = name, layers
+        self.config = config or {}
+        self.mounts = mounts or []
+
+
+_host_images: dict[str, Image] = {}
 
 
 def resolve(name: str, root: str) -> Image:
     """Find an image by name in the store under ``root``."""
     if name == "host":
-        from pinnace.images.host import host_image
+        # Once per process and store: a test harness starts many sandboxes.
+        img = _host_images.get(root)
+        if img is None or not os.path.isdir(img.layers[0]):
+            from pinnace.images.host import host_image
 
-        return host_image(root)
+            img = _host_images[root] = host_image(root)
+        return img
     raise ImageNotFound(f"image not found: {name} (pulling from registries is not supported yet; try the built-in 'host' image)")
 
 

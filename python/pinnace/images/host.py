@@ -9,8 +9,6 @@ no network and no download, so a first container works on a fresh machine.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 
 from pinnace.images import Image
 
@@ -72,6 +70,9 @@ def layer_dir(root: str) -> str:
     final = os.path.join(root, "images", "builtin", f"host-v{LAYER_VERSION}")
     if os.path.isdir(final):
         return final
+    import shutil
+    import tempfile
+
     parent = os.path.dirname(final)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".host-", dir=parent)

@@ -1,0 +1,46 @@
+"""Pure-Python pieces that need no root (still run as part of the suite)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pinnace._jsonenc import dumps
+from pinnace.cli.flags import fast_parse
+from pinnace.config import parse_ulimit, parse_volume
+from pinnace.errors import UsageError
+
+
+@pytest.mark.parametrize("obj", [
+    {"a": [1, 2.5, True, False, None, "x\u00e9\n\"\\"], "b": {"c": []}, "d": 2**64 - 1},
+    [], {}, "", 0, -3,
+])
+def test_jsonenc_matches_json(obj):
+    assert json.loads(dumps(obj)) == obj
+
+
+def test_jsonenc_refuses_what_it_cannot_encode():
+    with pytest.raises(TypeError):
+        dumps({"a": object()})
+    with pytest.raises(TypeError):
+        dumps({1: 2})
+
+
+def test_fast_parse_bundles_values_and_stops_at_image():
+    values, rest = fast_parse(["--rm", "-ieA=1", "-e", "B=2", "--name=x", "-v", "/a:/b", "img", "-e", "cmd"])
+    assert values == {"remove": True, "interactive": True, "env": ["A=1", "B=2"], "name": "x", "volumes": ["/a:/b"]}
+    assert rest == ["img", "-e", "cmd"]
+    assert fast_parse(["--help"]) is None
+    assert fast_parse(["--unknown", "img"]) is None
+    assert fast_parse(["-e"]) is None
+    assert fast_parse(["--", "img", "x"]) == ({}, ["img", "x"])
+
+
+def test_volume_and_ulimit_parsing():
+    assert parse_volume("/h:/c:ro")["options"] == ["rbind", "ro", "rprivate"]
+    with pytest.raises(UsageError):
+        parse_volume("/h:c")
+    assert parse_ulimit("nofile=10:20") == {"type": "RLIMIT_NOFILE", "soft": 10, "hard": 20}
+    with pytest.raises(UsageError):
+        parse_ulimit("nofile=20:10")
