@@ -11,7 +11,22 @@ from __future__ import annotations
 from _json import encode_basestring_ascii as _str
 
 
+def _refuse(obj):
+    raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
+
+
+try:
+    # The same C encoder json.dumps uses, built the way json.encoder builds it.
+    from _json import make_encoder as _make_encoder
+
+    _c_encode = _make_encoder(None, _refuse, _str, None, ":", ",", False, False, True)
+except (ImportError, TypeError):  # another interpreter: the pure-Python walk below
+    _c_encode = None
+
+
 def dumps(obj) -> str:
+    if _c_encode is not None:
+        return "".join(_c_encode(obj, 0))
     parts: list[str] = []
     _enc(obj, parts.append)
     return "".join(parts)

@@ -1,9 +1,13 @@
 """The built-in ``host`` image: the host's own system directories, read-only.
 
 Its one layer is a small skeleton (empty mount points, the host's /bin-style
-symlinks and a minimal /etc) made once under the store; each container binds
-the host's /usr, /lib* and a few /etc files read-only on top of it. It needs
-no network and no download, so a first container works on a fresh machine.
+symlinks, a minimal /etc plus copies of the host's /etc/alternatives and
+ld.so files) made once under the store; each container binds the host's
+/usr and /lib* read-only on top of it. It needs no network and no download,
+so a first container works on a fresh machine.
+
+The copied /etc files change when packages are installed; the layer's name
+carries their modification times, so a changed host gets a new layer.
 """
 
 from __future__ import annotations
@@ -12,12 +16,13 @@ import os
 
 from pinnace.images import Image
 
-LAYER_VERSION = "1"
+LAYER_VERSION = "2"
 
 #: top-level host directories that carry programs and libraries
 SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
-#: host /etc entries programs need to find libraries and commands
-ETC_BINDS = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives")
+#: host /etc entries programs need to find libraries and commands (copied:
+#: four bind mounts per container cost more than the copy once)
+ETC_COPIES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives")
 
 PASSWD = """root:x:0:0:root:/root:/bin/sh
 daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
@@ -56,18 +61,26 @@ def _build(dest: str) -> None:
                        ("resolv.conf", "")):
         with open(os.path.join(etc, name), "w") as f:
             f.write(text)
-    for name in ETC_BINDS:
+    import shutil
+
+    for name in ETC_COPIES:
         src = os.path.join("/etc", name)
         if os.path.isdir(src):
-            os.mkdir(os.path.join(etc, name))
+            shutil.copytree(src, os.path.join(etc, name), symlinks=True)
         elif os.path.exists(src):
-            open(os.path.join(etc, name), "w").close()
+            shutil.copy2(src, os.path.join(etc, name))
     os.symlink("../usr/lib/os-release", os.path.join(etc, "os-release"))
 
 
 def layer_dir(root: str) -> str:
     """The skeleton layer, built on first use (atomically, so racing CLIs agree)."""
-    final = os.path.join(root, "images", "builtin", f"host-v{LAYER_VERSION}")
+    stamp = 0
+    for name in ETC_COPIES:
+        try:
+            stamp = max(stamp, os.stat(os.path.join("/etc", name)).st_mtime_ns)
+        except OSError:
+            pass
+    final = os.path.join(root, "images", "builtin", f"host-v{LAYER_VERSION}-{stamp:x}")
     if os.path.isdir(final):
         return final
     import shutil
@@ -94,7 +107,6 @@ def _bind(src: str, dst: str) -> dict:
 def host_image(root: str) -> Image:
     mounts = [_bind(os.path.join("/", n), "/" + n) for n in SYSTEM_DIRS
               if os.path.isdir(os.path.join("/", n)) and not os.path.islink(os.path.join("/", n))]
-    mounts += [_bind(os.path.join("/etc", n), "/etc/" + n) for n in ETC_BINDS if os.path.exists(os.path.join("/etc", n))]
     return Image(
         name="host",
         layers=[layer_dir(root)],
