@@ -36,6 +36,8 @@ pub trait Sys {
     fn setrlimit(&self, resource: i32, soft: u64, hard: u64) -> SysResult;
     fn chdir(&self, path: &CStr) -> SysResult;
     fn loopback_up(&self) -> SysResult;
+    /// Attach the root filesystem the parent made as a detached mount.
+    fn attach_root(&self, target: &CStr) -> SysResult;
 }
 
 /// One step of container setup.
@@ -66,6 +68,9 @@ pub enum Op {
     Setrlimit { resource: i32, soft: u64, hard: u64 },
     Chdir { path: CString },
     LoopbackUp,
+    /// Attach the detached root mount the parent created (see
+    /// `Plan::detached_root`) at `target`.
+    AttachRoot { target: CString },
 }
 
 fn s(c: &CString) -> String {
@@ -93,6 +98,7 @@ impl Op {
             Op::Setrlimit { resource, .. } => format!("set rlimit {resource}"),
             Op::Chdir { path } => format!("change to working directory {}", s(path)),
             Op::LoopbackUp => "bring up the loopback interface".into(),
+            Op::AttachRoot { target } => format!("attach the root filesystem at {}", s(target)),
         }
     }
 }
@@ -175,11 +181,14 @@ fn run_op(op: &Op, sys: &dyn Sys) -> SysResult {
         Op::Setrlimit { resource, soft, hard } => sys.setrlimit(*resource, *soft, *hard),
         Op::Chdir { path } => sys.chdir(path),
         Op::LoopbackUp => sys.loopback_up(),
+        Op::AttachRoot { target } => sys.attach_root(target),
     }
 }
 
-/// The real kernel.
-pub struct Kernel;
+/// The real kernel. `root_fd` is the parent's detached root mount, or -1.
+pub struct Kernel {
+    pub root_fd: libc::c_int,
+}
 
 fn check(r: libc::c_int) -> SysResult {
     if r < 0 {
@@ -273,6 +282,63 @@ impl Sys for Kernel {
         unsafe { libc::close(sock) };
         r
     }
+    fn attach_root(&self, target: &CStr) -> SysResult {
+        const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                self.root_fd,
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                target.as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH,
+            ) as libc::c_int
+        })
+    }
+}
+
+/// Make a filesystem as a detached mount (fsopen/fsconfig/fsmount), with
+/// this process's credentials, attached nowhere: nothing changes on the host.
+/// `options` are `key` or `key=value` as in mount(8)'s -o.
+pub fn detached_mount(fstype: &CStr, options: &[CString]) -> std::result::Result<libc::c_int, (String, Errno)> {
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    const FSCONFIG_SET_FLAG: libc::c_uint = 0;
+    const FSCONFIG_SET_STRING: libc::c_uint = 1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    let fs = unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) } as libc::c_int;
+    if fs < 0 {
+        return Err(("fsopen".into(), Errno::last()));
+    }
+    let close = |fd| unsafe { libc::close(fd) };
+    for opt in options {
+        let bytes = opt.to_bytes();
+        let r = match bytes.iter().position(|&b| b == b'=') {
+            Some(i) => {
+                let key = CString::new(&bytes[..i]).expect("no NUL in a CStr");
+                let value = CString::new(&bytes[i + 1..]).expect("no NUL in a CStr");
+                unsafe { libc::syscall(libc::SYS_fsconfig, fs, FSCONFIG_SET_STRING, key.as_ptr(), value.as_ptr(), 0) }
+            }
+            None => unsafe { libc::syscall(libc::SYS_fsconfig, fs, FSCONFIG_SET_FLAG, opt.as_ptr(), std::ptr::null::<u8>(), 0) },
+        };
+        if r < 0 {
+            let e = Errno::last();
+            close(fs);
+            return Err((format!("set option {}", opt.to_string_lossy()), e));
+        }
+    }
+    if unsafe { libc::syscall(libc::SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, std::ptr::null::<u8>(), std::ptr::null::<u8>(), 0) } < 0 {
+        let e = Errno::last();
+        close(fs);
+        return Err(("create".into(), e));
+    }
+    let m = unsafe { libc::syscall(libc::SYS_fsmount, fs, FSMOUNT_CLOEXEC, 0) } as libc::c_int;
+    let e = Errno::last();
+    close(fs);
+    if m < 0 {
+        return Err(("fsmount".into(), e));
+    }
+    Ok(m)
 }
 
 #[cfg(test)]
@@ -339,6 +405,9 @@ pub mod fake {
         }
         fn loopback_up(&self) -> SysResult {
             self.record("lo up".into())
+        }
+        fn attach_root(&self, t: &CStr) -> SysResult {
+            self.record(format!("attach {}", o(Some(t))))
         }
     }
 }

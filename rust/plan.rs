@@ -56,6 +56,10 @@ pub struct Plan {
     pub caps: Option<CapSets>,
     pub no_new_privs: bool,
     pub exec: ExecPlan,
+    /// A root filesystem the parent makes (as a detached mount, with its own
+    /// credentials) for the child to attach: an overlay cannot be mounted
+    /// from inside a user namespace over layers owned by the host's root.
+    pub detached_root: Option<(CString, Vec<CString>)>,
 }
 
 fn cstr(s: impl AsRef<[u8]>) -> Result<CString> {
@@ -299,7 +303,14 @@ pub fn build(spec: &Spec) -> Result<Plan> {
 
     let mounts = spec.mounts().as_deref().unwrap_or(&[]);
     let root_c = cpath(&rootfs)?;
+    let mut detached_root = None;
     match mounts.iter().find(|m| m.destination() == Path::new("/")) {
+        Some(m) if clone_flags & libc::CLONE_NEWUSER != 0 => {
+            let typ = m.typ().clone().unwrap_or_default();
+            let options = m.options().iter().flatten().flat_map(|o| o.split(',')).map(cstr).collect::<Result<_>>()?;
+            detached_root = Some((cstr(&typ)?, options));
+            b.ops.push(Op::AttachRoot { target: root_c.clone() });
+        }
         Some(m) => {
             let (flags, data) = parse_mount_options(m.options().as_deref().unwrap_or(&[]));
             b.ops.push(Op::Mount {
@@ -377,6 +388,7 @@ pub fn build(spec: &Spec) -> Result<Plan> {
         caps,
         no_new_privs: process.no_new_privileges().unwrap_or(false),
         exec,
+        detached_root,
     })
 }
 

@@ -129,13 +129,17 @@ struct ChildArgs<'a> {
     msg_w: RawFd,
     die_with_parent: bool,
     last_cap: u32,
+    root_fd: RawFd,
 }
 
 fn last_cap() -> u32 {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40)
+    static LAST: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *LAST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(40)
+    })
 }
 
 /// Clone the child and leave it parked before exec. With `go_now` the start
@@ -177,6 +181,14 @@ pub fn spawn(plan: Plan, stdio: [Stdio; 3], opts: Options, go_now: bool) -> Resu
         ours[2].as_ref().map_or(-1, |f| f.as_raw_fd()),
     ];
     let exec = ExecArrays::new(&plan);
+    let root_fd = match &plan.detached_root {
+        None => None,
+        Some((fstype, options)) => Some(unsafe {
+            OwnedFd::from_raw_fd(crate::ops::detached_mount(fstype, options).map_err(|(what, e)| {
+                Error::sys(format!("make the {} root filesystem: {what}", fstype.to_string_lossy()), e)
+            })?)
+        }),
+    };
     let args = ChildArgs {
         plan: &plan,
         exec: &exec,
@@ -186,6 +198,7 @@ pub fn spawn(plan: Plan, stdio: [Stdio; 3], opts: Options, go_now: bool) -> Resu
         msg_w: msg_w.as_raw_fd(),
         die_with_parent: opts.die_with_parent,
         last_cap: last_cap(),
+        root_fd: root_fd.as_ref().map_or(-1, |f| f.as_raw_fd()),
     };
 
     // SAFETY: fork-style clone (no new stack); the child only runs `child`,
@@ -200,7 +213,7 @@ pub fn spawn(plan: Plan, stdio: [Stdio; 3], opts: Options, go_now: bool) -> Resu
         unsafe { child(&args) }
     }
     let pid = pid as i32;
-    drop((go_r, msg_w, theirs, devnull));
+    drop((go_r, msg_w, theirs, devnull, root_fd));
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if pidfd < 0 {
         let e = Errno::last();
@@ -400,8 +413,8 @@ impl Container {
         let mut err: Option<Vec<u8>> = self.stderr.as_ref().map(|_| Vec::new());
         let input = opts.input.unwrap_or_default();
         let mut written = 0usize;
-        if self.stdin.is_some() {
-            set_nonblocking(self.stdin.as_ref().unwrap().as_raw_fd());
+        if let Some(fd) = self.stdin.as_ref() {
+            set_nonblocking(fd.as_raw_fd());
         }
         if input.is_empty() {
             self.stdin = None;
@@ -621,9 +634,9 @@ unsafe fn child(a: &ChildArgs) -> ! {
     // Move the sources out of the way first so one stream's source can never
     // be overwritten by another's dup2.
     let mut src = [-1; 3];
-    for i in 0..3 {
-        if a.stdio[i] >= 0 {
-            src[i] = libc::fcntl(a.stdio[i], libc::F_DUPFD_CLOEXEC, 10);
+    for (s, fd) in src.iter_mut().zip(a.stdio) {
+        if fd >= 0 {
+            *s = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10);
         }
     }
     for (i, fd) in src.iter().enumerate() {
@@ -631,11 +644,18 @@ unsafe fn child(a: &ChildArgs) -> ! {
             libc::dup2(*fd, i as i32);
         }
     }
-    if a.plan.id_maps.is_some() && read_byte(a.go_r) != b'M' {
-        libc::_exit(1);
+    if a.plan.id_maps.is_some() {
+        if read_byte(a.go_r) != b'M' {
+            libc::_exit(1);
+        }
+        // Our ids are the host's, unmapped in the new namespace: become its
+        // root so that files we create (device nodes, mount points) have an
+        // owner there. Raw syscalls, as in switch_identity.
+        libc::syscall(libc::SYS_setresgid, 0, 0, 0);
+        libc::syscall(libc::SYS_setresuid, 0, 0, 0);
     }
     libc::umask(0);
-    if let Err((i, e)) = run_ops(&a.plan.ops, &Kernel) {
+    if let Err((i, e)) = run_ops(&a.plan.ops, &Kernel { root_fd: a.root_fd }) {
         report(a.msg_w, MSG_OP, i as u32, e);
         libc::_exit(125);
     }

@@ -35,6 +35,7 @@ def _pid_namespaces() -> set[str]:
 @pytest.fixture(scope="session", autouse=True)
 def store():
     base = tempfile.mkdtemp(prefix="pinnace-test-", dir="/var/tmp")
+    os.chmod(base, 0o711)  # user-namespaced containers must pass through it
     root, runroot = os.path.join(base, "root"), os.path.join(base, "run")
     old = {k: os.environ.get(k) for k in ("PINNACE_ROOT", "PINNACE_RUNROOT")}
     os.environ["PINNACE_ROOT"], os.environ["PINNACE_RUNROOT"] = root, runroot

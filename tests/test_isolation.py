@@ -151,3 +151,62 @@ def test_dev_has_dockers_nodes_and_a_private_devpts():
         assert n in names, r.out
     assert r.out.split()[-1] == "3"
     assert "sda" not in names and "vda" not in names
+
+
+def test_core_user_namespace_with_an_overlay_root(busybox_rootfs, tmp_path):
+    """The core's user-namespace option: ids mapped, the overlay root made by
+    the parent and attached inside, /dev nodes bound since mknod is refused.
+    The rootfs is owned by the mapped range, as with docker's userns-remap."""
+    import json
+
+    from pinnace import _core
+
+    import pathlib
+
+    base = 200000
+    subprocess.run(["chown", "-R", f"{base}:{base}", str(busybox_rootfs)], check=True)
+    # the container's root must be able to walk to its mount point
+    tmp_path = pathlib.Path(tempfile.mkdtemp(prefix="pinnace-userns-", dir="/var/tmp"))
+    os.chmod(tmp_path, 0o755)
+    for d in ("upper", "work", "merged"):
+        (tmp_path / d).mkdir()
+    # the overlay's root takes the upper dir's owner: the container's root
+    os.chown(tmp_path / "upper", base, base)
+    spec = {
+        "ociVersion": "1.0.2",
+        "process": {"args": ["sh", "-c", "cat /proc/self/uid_map; id -u; echo x > /f && cat /f; "
+                             "echo > /dev/null && echo devnull-ok; grep CapEff /proc/self/status"],
+                    "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": ["PATH=/bin"],
+                    "capabilities": {k: ["CAP_CHOWN", "CAP_KILL"] for k in ("bounding", "effective", "permitted")}},
+        "root": {"path": str(tmp_path / "merged")},
+        "mounts": [
+            {"destination": "/", "type": "overlay", "source": "overlay",
+             "options": [f"lowerdir={busybox_rootfs},upperdir={tmp_path / 'upper'},workdir={tmp_path / 'work'}"]},
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["mode=755"]},
+        ],
+        "linux": {"namespaces": [{"type": t} for t in ("mount", "user", "pid", "ipc", "uts")],
+                  "uidMappings": [{"containerID": 0, "hostID": base, "size": 65536}],
+                  "gidMappings": [{"containerID": 0, "hostID": base, "size": 65536}]},
+    }
+    try:
+        _, (code, _, out, err, _) = _core.run(json.dumps(spec))
+        upper_files = {p.name: p.stat().st_uid for p in (tmp_path / "upper").iterdir()}
+    finally:
+        shutil.rmtree(tmp_path)
+    assert code == 0, err
+    lines = out.decode().splitlines()
+    assert lines[0].split() == ["0", str(base), "65536"]
+    assert lines[1:4] == ["0", "x", "devnull-ok"]
+    assert int(lines[4].split()[1], 16) == 0b100001  # CHOWN, KILL
+    # the write went to the upper layer, owned on the host by the mapped root
+    assert upper_files.get("f") == base, (upper_files, out)
+    with open("/proc/self/mountinfo") as f:
+        assert str(tmp_path) not in f.read()
+
+
+def test_private_cgroup_namespace():
+    r = sh("cat /proc/self/cgroup", "--cgroupns", "private")
+    assert r.returncode == 0, r.err
+    # inside its own cgroup namespace, the process's cgroup paths are the root
+    assert all(line.endswith(":/") for line in r.out.splitlines()), r.out

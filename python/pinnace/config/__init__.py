@@ -67,7 +67,7 @@ class RunOptions:
     DEFAULTS: dict = {
         "command": None, "entrypoint": None, "name": None, "env": (), "env_file": (), "workdir": None,
         "user": None, "hostname": None, "network": "none", "volumes": (), "tmpfs": (), "read_only": False,
-        "remove": False, "cap_add": (), "cap_drop": (), "ulimits": (), "cgroupns": None, "userns": "host",
+        "remove": False, "cap_add": (), "cap_drop": (), "ulimits": (), "cgroupns": None,
         "interactive": False,
     }
 
@@ -88,7 +88,6 @@ class RunOptions:
     cap_drop: list[str]
     ulimits: list[str]
     cgroupns: str | None
-    userns: str
     interactive: bool
 
     def __init__(self, **values):
@@ -341,9 +340,6 @@ def build_spec(
         "maskedPaths": MASKED_PATHS,
         "readonlyPaths": READONLY_PATHS,
     }
-    if opts.userns not in ("host", "", None):
-        raise UsageError(f"invalid --userns {opts.userns!r} (only 'host' is supported yet)")
-
     return {
         "ociVersion": "1.0.2",
         "process": {
