@@ -41,6 +41,9 @@ def store():
     os.environ["PINNACE_ROOT"], os.environ["PINNACE_RUNROOT"] = root, runroot
     namespaces_before = _pid_namespaces()
     yield {"root": root, "runroot": runroot}
+    from pinnace.containers import drain_background_removals
+
+    drain_background_removals()
     # Removing what the tests kept on purpose is part of the product: prune.
     subprocess.run([PINNACE, "system", "prune", "-f"], capture_output=True)
     leftovers = []
@@ -79,6 +82,10 @@ def sh(script: str, *flags: str, **kw) -> subprocess.CompletedProcess:
 
 
 def container_dirs(store) -> list[str]:
+    """Container directories, once in-process removals have finished."""
+    from pinnace.containers import drain_background_removals
+
+    drain_background_removals()
     d = os.path.join(store["root"], "containers")
     return sorted(os.listdir(d)) if os.path.isdir(d) else []
 

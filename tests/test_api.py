@@ -119,3 +119,24 @@ def test_create_then_start_split(busybox_rootfs):
     code, sig, out, err, _ = p.wait()
     assert (code, out) == (0, b"started\n")
     assert not os.path.exists(f"/proc/{p.pid}")
+
+
+def test_removal_is_immediate_for_names_and_ps_and_finishes_on_disk(store):
+    r = pinnace.run("host", ["true"], name="quick-gone")
+    # the name is free and ps forgets it at once
+    assert pinnace.run("host", ["true"], name="quick-gone").exit_code == 0
+    from pinnace.containers import Store
+
+    assert r.id not in Store(store["root"], store["runroot"]).ids()
+    assert container_dirs(store) == []
+
+
+def test_interpreter_exit_waits_for_background_removal(store, tmp_path):
+    import subprocess
+    import sys
+
+    code = "import pinnace\nfor _ in range(5): pinnace.run('host', ['sh', '-c', 'head -c 1000000 /dev/zero > /big'])\n"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert container_dirs(store) == []
+    d = os.path.join(store["root"], "containers")
+    assert not [x for x in os.listdir(d) if x.startswith(".")]

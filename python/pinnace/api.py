@@ -85,5 +85,5 @@ def run(
     if isinstance(input, str):
         input = input.encode()
     out = run_container(store, img, opts, input=input, timeout=timeout,
-                        stdin=-1 if input is not None else -2)
+                        stdin=-1 if input is not None else -2, background_removal=True)
     return RunResult(out.id, out.name, out.exit_code, out.stdout, out.stderr, out.signal, out.timed_out)

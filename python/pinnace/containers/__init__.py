@@ -65,6 +65,39 @@ def _rmtree(path: str) -> None:
         pass
 
 
+TRASH_PREFIX = ".trash-"
+_trash_queue = None
+
+
+def _remove_in_background(path: str) -> None:
+    global _trash_queue
+    if _trash_queue is None:
+        import atexit
+        import queue
+        import threading
+
+        q = queue.Queue()
+
+        def worker() -> None:
+            while True:
+                item = q.get()
+                try:
+                    _rmtree(item)
+                finally:
+                    q.task_done()
+
+        threading.Thread(target=worker, name="pinnace-cleanup", daemon=True).start()
+        atexit.register(q.join)
+        _trash_queue = q
+    _trash_queue.put(path)
+
+
+def drain_background_removals() -> None:
+    """Wait until every directory handed to the background remover is gone."""
+    if _trash_queue is not None:
+        _trash_queue.join()
+
+
 def _pick(seq: tuple[str, ...]) -> str:
     return seq[os.urandom(1)[0] % len(seq)]
 
@@ -211,8 +244,21 @@ class Store:
         except FileNotFoundError:
             pass
 
-    def remove_dirs(self, p: Paths) -> None:
-        _rmtree(p.dir)
+    def remove_dirs(self, p: Paths, background: bool = False) -> None:
+        """Remove a container's directory and records. With ``background`` the
+        directory is renamed out of sight at once and deleted on a worker
+        thread (drained at interpreter exit; ``prune`` sweeps what a killed
+        process left), so an in-process caller does not wait for the disk."""
+        if background:
+            trash = os.path.join(self.containers, TRASH_PREFIX + p.id)
+            try:
+                os.rename(p.dir, trash)
+            except OSError:
+                _rmtree(p.dir)
+            else:
+                _remove_in_background(trash)
+        else:
+            _rmtree(p.dir)
         self.clear_runtime(p)
 
     # -- queries -------------------------------------------------------------
@@ -280,6 +326,12 @@ class Store:
     def prune(self) -> list[str]:
         """Remove every container that is not running, orphans included."""
         removed = []
+        try:
+            for d in os.listdir(self.containers):
+                if d.startswith(TRASH_PREFIX):
+                    _rmtree(os.path.join(self.containers, d))
+        except FileNotFoundError:
+            pass
         for cid in self.ids():
             st = self.state(cid)
             if st and not st.get("State", {}).get("Running"):

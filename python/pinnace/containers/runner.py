@@ -55,6 +55,7 @@ def run(
     input: bytes | None = None,
     forward_signals: bool = False,
     timeout: float | None = None,
+    background_removal: bool = False,
 ) -> Outcome:
     cid = new_id()
     p = store.paths(cid)
@@ -117,6 +118,6 @@ def run(
     finally:
         if opts.remove or not os.path.exists(p.state_file):
             store.release_name(name, cid)
-            store.remove_dirs(p)
+            store.remove_dirs(p, background=background_removal and opts.remove)
         if lock_fd >= 0:
             os.close(lock_fd)
