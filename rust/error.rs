@@ -20,6 +20,10 @@ pub enum Error {
     #[error("{message}")]
     Exec { message: String, exit_code: i32 },
 
+    /// Making, limiting or removing the container's cgroup failed.
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroups::CgroupError),
+
     /// A caller's hook failed; the message is already complete.
     #[error("{0}")]
     Hook(String),

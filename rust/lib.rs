@@ -1,6 +1,7 @@
 //! pinnace's Rust core. The modules are plain Rust; only `python` below
 //! knows about Python, and it stays a thin binding.
 
+pub mod cgroups;
 pub mod error;
 pub mod ops;
 pub mod plan;
@@ -20,9 +21,12 @@ mod python {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    use pyo3::prelude::*;
-    use pyo3::types::PyBytes;
+    use std::path::{Path, PathBuf};
 
+    use pyo3::prelude::*;
+    use pyo3::types::{PyBytes, PyDict};
+
+    use crate::cgroups::{self, Manager, Stats};
     use crate::error::Error;
     use crate::spawn::{self, Stdio, WaitOptions};
 
@@ -34,7 +38,7 @@ mod python {
         let class = match &e {
             Error::Spec(_) => "SpecError",
             Error::Exec { .. } => "ExecError",
-            Error::Sys { .. } | Error::Setup { .. } | Error::ChildDied(_) | Error::Hook(_) => "SetupError",
+            Error::Sys { .. } | Error::Setup { .. } | Error::ChildDied(_) | Error::Hook(_) | Error::Cgroup(_) => "SetupError",
         };
         let made = py.import("pinnace.errors").and_then(|m| {
             let cls = m.getattr(class)?;
@@ -54,11 +58,43 @@ mod python {
         })
     }
 
-    type ExitTuple<'py> = (i32, Option<i32>, Option<Bound<'py, PyBytes>>, Option<Bound<'py, PyBytes>>, bool);
+    type ExitTuple<'py> = (
+        i32,
+        Option<i32>,
+        Option<Bound<'py, PyBytes>>,
+        Option<Bound<'py, PyBytes>>,
+        bool,
+        bool,
+        Option<Bound<'py, PyDict>>,
+        Vec<String>,
+    );
 
-    fn exit_tuple<'py>(py: Python<'py>, e: spawn::Exit) -> ExitTuple<'py> {
+    fn stats_dict<'py>(py: Python<'py>, s: &Stats) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        // u64::MAX ("max") becomes None: unlimited
+        let lim = |v: u64| if v == u64::MAX { None } else { Some(v) };
+        d.set_item("memory_usage", s.memory_usage)?;
+        d.set_item("memory_limit", lim(s.memory_limit))?;
+        d.set_item("memory_peak", s.memory_peak)?;
+        d.set_item("memory_inactive_file", s.memory_inactive_file)?;
+        d.set_item("cpu_usage_ns", s.cpu_usage_ns)?;
+        d.set_item("cpu_user_ns", s.cpu_user_ns)?;
+        d.set_item("cpu_system_ns", s.cpu_system_ns)?;
+        d.set_item("cpu_periods", s.cpu_periods)?;
+        d.set_item("cpu_throttled_periods", s.cpu_throttled_periods)?;
+        d.set_item("cpu_throttled_ns", s.cpu_throttled_ns)?;
+        d.set_item("pids_current", s.pids_current)?;
+        d.set_item("pids_limit", lim(s.pids_limit))?;
+        d.set_item("io_read_bytes", s.io_read_bytes)?;
+        d.set_item("io_write_bytes", s.io_write_bytes)?;
+        d.set_item("oom_kills", s.oom_kills)?;
+        Ok(d)
+    }
+
+    fn exit_tuple<'py>(py: Python<'py>, e: spawn::Exit, warnings: Vec<String>) -> PyResult<ExitTuple<'py>> {
         let b = |v: Option<Vec<u8>>| v.map(|v| PyBytes::new(py, &v));
-        (e.code, e.signal, b(e.stdout), b(e.stderr), e.timed_out)
+        let stats = e.stats.as_ref().map(|s| stats_dict(py, s)).transpose()?;
+        Ok((e.code, e.signal, b(e.stdout), b(e.stderr), e.timed_out, e.oom_killed, stats, warnings))
     }
 
     fn wait_opts(forward_signals: bool, timeout: Option<f64>, input: Option<Vec<u8>>) -> WaitOptions {
@@ -67,7 +103,8 @@ mod python {
 
     /// Run a container to completion: returns
     /// (pid, exit_code, signal, stdout, stderr, timed_out).
-    /// `on_spawn(pid)` is called (with the GIL) as soon as the process exists.
+    /// `on_spawn(pid, warnings)` is called (with the GIL) as soon as the
+    /// process exists.
     #[pyfunction]
     #[pyo3(signature = (spec_json, stdin=DEVNULL, stdout=PIPE, stderr=PIPE, *, input=None, forward_signals=false, timeout=None, die_with_parent=true, on_spawn=None))]
     #[allow(clippy::too_many_arguments)]
@@ -86,14 +123,16 @@ mod python {
         let io = [stdio(stdin)?, stdio(stdout)?, stdio(stderr)?];
         let r = py.detach(|| {
             let plan = crate::plan_from_json(spec_json)?;
-            let hook = |pid: i32| match &on_spawn {
+            let hook = |pid: i32, warnings: &[String]| match &on_spawn {
                 None => Ok(()),
-                Some(f) => Python::attach(|py| f.call1(py, (pid,)).map(|_| ()).map_err(|e| Error::Hook(e.to_string()))),
+                Some(f) => Python::attach(|py| {
+                    f.call1(py, (pid, warnings.to_vec())).map(|_| ()).map_err(|e| Error::Hook(e.to_string()))
+                }),
             };
             spawn::run(plan, io, spawn::Options { die_with_parent }, wait_opts(forward_signals, timeout, input), hook)
         });
         match r {
-            Ok((pid, exit)) => Ok((pid, exit_tuple(py, exit))),
+            Ok((pid, exit, warnings)) => Ok((pid, exit_tuple(py, exit, warnings)?)),
             Err(e) => Err(to_py(py, e)),
         }
     }
@@ -120,8 +159,14 @@ mod python {
             timeout: Option<f64>,
             input: Option<Vec<u8>>,
         ) -> PyResult<ExitTuple<'py>> {
-            let r = py.detach(|| self.inner.lock().unwrap().wait(wait_opts(forward_signals, timeout, input)));
-            r.map(|e| exit_tuple(py, e)).map_err(|e| to_py(py, e))
+            let r = py.detach(|| {
+                let mut c = self.inner.lock().unwrap();
+                c.wait(wait_opts(forward_signals, timeout, input)).map(|e| (e, c.warnings.clone()))
+            });
+            match r {
+                Ok((e, w)) => exit_tuple(py, e, w),
+                Err(e) => Err(to_py(py, e)),
+            }
         }
 
         fn kill(&self, py: Python<'_>, signal: i32) -> PyResult<()> {
@@ -144,8 +189,116 @@ mod python {
         }
     }
 
+    /// "v1", "v2" or "hybrid": how this host's cgroups are laid out.
+    #[pyfunction]
+    fn cgroup_mode() -> &'static str {
+        match cgroups::detect(Path::new(cgroups::CGROUP_ROOT)) {
+            cgroups::Mode::V1 => "v1",
+            cgroups::Mode::V2 => "v2",
+            cgroups::Mode::Hybrid => "hybrid",
+        }
+    }
+
+    /// Usage of cgroup `rel` (e.g. "pinnace/ID"); None when it does not exist.
+    #[pyfunction]
+    fn cgroup_stats<'py>(py: Python<'py>, rel: PathBuf) -> PyResult<Option<Bound<'py, PyDict>>> {
+        match py.detach(|| cgroups::open(&rel).stats()) {
+            Ok(s) => Ok(Some(stats_dict(py, &s)?)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    #[pyfunction]
+    fn cgroup_pids(py: Python<'_>, rel: PathBuf) -> PyResult<Vec<i32>> {
+        py.detach(|| cgroups::open(&rel).pids()).map_err(|e| to_py(py, e.into()))
+    }
+
+    /// SIGKILL everything in cgroup `rel` (freezing it first on v1).
+    #[pyfunction]
+    fn cgroup_kill(py: Python<'_>, rel: PathBuf) -> PyResult<()> {
+        py.detach(|| cgroups::open(&rel).kill_all()).map_err(|e| to_py(py, e.into()))
+    }
+
+    /// Kill what is left in cgroup `rel` and remove it (a missing one is fine).
+    #[pyfunction]
+    fn cgroup_destroy(py: Python<'_>, rel: PathBuf) -> PyResult<()> {
+        py.detach(|| cgroups::open(&rel).destroy()).map_err(|e| to_py(py, e.into()))
+    }
+
+    /// Remove `parent` (e.g. "pinnace") from every hierarchy where it is empty.
+    #[pyfunction]
+    fn cgroup_remove_parent_if_empty(parent: PathBuf) {
+        cgroups::open(&parent.join("-")).remove_parent_if_empty();
+    }
+
+    /// Names of the cgroups directly below `parent`, in any hierarchy.
+    #[pyfunction]
+    fn cgroup_children(parent: PathBuf) -> Vec<String> {
+        let root = Path::new(cgroups::CGROUP_ROOT);
+        let bases: Vec<PathBuf> = match cgroups::detect(root) {
+            cgroups::Mode::V2 => vec![root.to_path_buf()],
+            _ => cgroups::v1_mounts().into_iter().map(|(_, m)| m).collect(),
+        };
+        let mut names: Vec<String> = bases
+            .iter()
+            .filter_map(|b| std::fs::read_dir(b.join(&parent)).ok())
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// A cgroup v2 directory driven directly: the v2 mechanics (cgroup.procs,
+    /// cgroup.freeze, cgroup.kill, cgroup.events) on any cgroup2 mount.
+    #[pyclass(module = "pinnace._core")]
+    struct CgroupV2 {
+        inner: cgroups::v2::V2,
+    }
+
+    #[pymethods]
+    impl CgroupV2 {
+        #[new]
+        fn new(root: PathBuf, rel: PathBuf) -> Self {
+            CgroupV2 { inner: cgroups::v2::V2::new(root, rel) }
+        }
+        fn create(&self, py: Python<'_>) -> PyResult<()> {
+            self.inner.create().map_err(|e| to_py(py, e.into()))
+        }
+        fn add(&self, py: Python<'_>, pid: i32) -> PyResult<()> {
+            self.inner.add(pid).map_err(|e| to_py(py, e.into()))
+        }
+        fn freeze(&self, py: Python<'_>, frozen: bool) -> PyResult<()> {
+            py.detach(|| self.inner.freeze(frozen)).map_err(|e| to_py(py, e.into()))
+        }
+        /// (populated, frozen)
+        fn events(&self) -> (bool, bool) {
+            self.inner.events()
+        }
+        fn pids(&self, py: Python<'_>) -> PyResult<Vec<i32>> {
+            self.inner.pids().map_err(|e| to_py(py, e.into()))
+        }
+        fn kill(&self, py: Python<'_>) -> PyResult<()> {
+            py.detach(|| self.inner.kill_all()).map_err(|e| to_py(py, e.into()))
+        }
+        fn destroy(&self, py: Python<'_>) -> PyResult<()> {
+            py.detach(|| self.inner.destroy()).map_err(|e| to_py(py, e.into()))
+        }
+    }
+
     #[pymodule]
     fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add_function(wrap_pyfunction!(cgroup_mode, m)?)?;
+        m.add_function(wrap_pyfunction!(cgroup_stats, m)?)?;
+        m.add_function(wrap_pyfunction!(cgroup_pids, m)?)?;
+        m.add_function(wrap_pyfunction!(cgroup_kill, m)?)?;
+        m.add_function(wrap_pyfunction!(cgroup_destroy, m)?)?;
+        m.add_function(wrap_pyfunction!(cgroup_children, m)?)?;
+        m.add_function(wrap_pyfunction!(cgroup_remove_parent_if_empty, m)?)?;
+        m.add_class::<CgroupV2>()?;
         m.add("PIPE", PIPE)?;
         m.add("DEVNULL", DEVNULL)?;
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -12,6 +12,7 @@ use std::str::FromStr;
 use libc::c_ulong;
 use oci_spec::runtime::{LinuxNamespaceType, Mount, Spec};
 
+use crate::cgroups::Resources;
 use crate::error::{Error, Result};
 use crate::ops::Op;
 
@@ -60,6 +61,40 @@ pub struct Plan {
     /// credentials) for the child to attach: an overlay cannot be mounted
     /// from inside a user namespace over layers owned by the host's root.
     pub detached_root: Option<(CString, Vec<CString>)>,
+    /// The container's cgroup (relative to the hierarchy roots) and limits.
+    pub cgroup: Option<(PathBuf, Resources)>,
+    /// With a cgroup, the child unshares its cgroup namespace itself, after
+    /// joining, so that the namespace is rooted at the container's cgroup.
+    pub unshare_cgroupns: bool,
+}
+
+fn resources(r: Option<&oci_spec::runtime::LinuxResources>) -> Resources {
+    let Some(r) = r else { return Resources::default() };
+    let mut out = Resources::default();
+    if let Some(m) = r.memory() {
+        out.memory = m.limit();
+        out.memory_swap = m.swap();
+        out.memory_reservation = m.reservation();
+    }
+    if let Some(c) = r.cpu() {
+        out.cpu_quota = c.quota();
+        out.cpu_period = c.period();
+        out.cpu_shares = c.shares();
+        out.cpuset_cpus = c.cpus().clone();
+        out.cpuset_mems = c.mems().clone();
+    }
+    if let Some(p) = r.pids() {
+        out.pids_limit = Some(p.limit());
+    }
+    if let Some(b) = r.block_io() {
+        out.blkio_weight = b.weight();
+        let devs = |d: &Option<Vec<oci_spec::runtime::LinuxThrottleDevice>>| {
+            d.iter().flatten().map(|t| (t.major(), t.minor(), t.rate())).collect()
+        };
+        out.read_bps = devs(b.throttle_read_bps_device());
+        out.write_bps = devs(b.throttle_write_bps_device());
+    }
+    out
 }
 
 fn cstr(s: impl AsRef<[u8]>) -> Result<CString> {
@@ -279,6 +314,20 @@ pub fn build(spec: &Spec) -> Result<Plan> {
     if clone_flags & libc::CLONE_NEWNS == 0 {
         return Err(Error::Spec("a mount namespace is required".into()));
     }
+    let cgroup = match linux.and_then(|l| l.cgroups_path().as_ref()) {
+        None => None,
+        Some(p) => {
+            let rel = p.strip_prefix("/").unwrap_or(p).to_path_buf();
+            if rel.as_os_str().is_empty() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+                return Err(Error::Spec(format!("cgroupsPath {} must name a cgroup below the root", p.display())));
+            }
+            Some((rel, resources(linux.and_then(|l| l.resources().as_ref()))))
+        }
+    };
+    let unshare_cgroupns = cgroup.is_some() && clone_flags & libc::CLONE_NEWCGROUP != 0;
+    if unshare_cgroupns {
+        clone_flags &= !libc::CLONE_NEWCGROUP;
+    }
 
     let id_maps = if clone_flags & libc::CLONE_NEWUSER != 0 {
         let fmt = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| -> String {
@@ -389,6 +438,8 @@ pub fn build(spec: &Spec) -> Result<Plan> {
         no_new_privs: process.no_new_privileges().unwrap_or(false),
         exec,
         detached_root,
+        cgroup,
+        unshare_cgroupns,
     })
 }
 
@@ -545,6 +596,26 @@ mod tests {
             "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]}})));
         let p = build(&s).unwrap();
         assert_eq!(p.id_maps.unwrap().0, "0 100000 65536\n");
+    }
+
+    #[test]
+    fn cgroup_path_and_resources_come_from_the_spec() {
+        let s = spec(base(serde_json::json!({"linux": {
+            "namespaces": [{"type": "mount"}, {"type": "cgroup"}],
+            "cgroupsPath": "/pinnace/c1",
+            "resources": {"memory": {"limit": 1048576, "swap": -1}, "cpu": {"quota": 50000, "period": 100000},
+                          "pids": {"limit": 10},
+                          "blockIO": {"weight": 500, "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 100}]}}}})));
+        let p = build(&s).unwrap();
+        let (rel, r) = p.cgroup.unwrap();
+        assert_eq!(rel, PathBuf::from("pinnace/c1"));
+        assert_eq!((r.memory, r.memory_swap, r.cpu_quota, r.pids_limit), (Some(1048576), Some(-1), Some(50000), Some(10)));
+        assert_eq!((r.blkio_weight, r.read_bps.clone()), (Some(500), vec![(8, 0, 100)]));
+        // joined first, then the namespace: it must be rooted at the new cgroup
+        assert!(p.unshare_cgroupns);
+        assert_eq!(p.clone_flags & libc::CLONE_NEWCGROUP, 0);
+        let bad = spec(base(serde_json::json!({"linux": {"cgroupsPath": "../escape"}})));
+        assert!(build(&bad).is_err());
     }
 
     #[test]

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 
+use crate::cgroups::{self, Manager, Stats};
 use crate::error::{Error, Result};
 use crate::ops::{run_ops, Kernel};
 use crate::plan::Plan;
@@ -49,6 +50,7 @@ const MSG_READY: u32 = 1;
 const MSG_OP: u32 = 2;
 const MSG_IDENTITY: u32 = 3;
 const MSG_EXEC: u32 = 4;
+const MSG_CGROUP: u32 = 5;
 
 const IDENTITY_STAGES: &[&str] = &[
     "keep capabilities across the user switch",
@@ -84,6 +86,10 @@ pub struct Exit {
     pub stdout: Option<Vec<u8>>,
     pub stderr: Option<Vec<u8>>,
     pub timed_out: bool,
+    /// The cgroup saw the OOM killer act.
+    pub oom_killed: bool,
+    /// What the container used, read just before its cgroup was removed.
+    pub stats: Option<Stats>,
 }
 
 #[derive(Debug, Default)]
@@ -105,6 +111,9 @@ pub struct Container {
     plan: Plan,
     ready: bool,
     exited: Option<(i32, Option<i32>)>,
+    cgroup: Option<Box<dyn Manager>>,
+    /// Limits the host could not enforce (docker warns and goes on).
+    pub warnings: Vec<String>,
 }
 
 /// Pointer arrays for execve, built before clone.
@@ -130,6 +139,9 @@ struct ChildArgs<'a> {
     die_with_parent: bool,
     last_cap: u32,
     root_fd: RawFd,
+    /// cgroup.procs files to write "0" into, first thing
+    cgroup_procs: &'a [std::ffi::CString],
+    unshare_cgroupns: bool,
 }
 
 fn last_cap() -> u32 {
@@ -181,6 +193,35 @@ pub fn spawn(plan: Plan, stdio: [Stdio; 3], opts: Options, go_now: bool) -> Resu
         ours[2].as_ref().map_or(-1, |f| f.as_raw_fd()),
     ];
     let exec = ExecArrays::new(&plan);
+    // The cgroup exists, limits written, before the process does; the child
+    // joins it before doing anything else.
+    let mut cgroup: Option<Box<dyn Manager>> = None;
+    let mut warnings = Vec::new();
+    let mut procs = Vec::new();
+    if let Some((rel, res)) = &plan.cgroup {
+        let m = cgroups::open_with(rel, res.cpuset_cpus.is_some() || res.cpuset_mems.is_some());
+        let made = m.create().and_then(|_| m.apply(res));
+        match made {
+            Ok(w) => warnings = w,
+            Err(e) => {
+                let _ = m.destroy();
+                return Err(e.into());
+            }
+        }
+        use std::os::unix::ffi::OsStrExt;
+        procs = m.procs_files().iter().map(|p| std::ffi::CString::new(p.as_os_str().as_bytes()).expect("no NUL in a path")).collect();
+        cgroup = Some(m);
+    }
+    // Dropped on every early return below: the cgroup goes with it.
+    struct CgroupGuard(Option<Box<dyn Manager>>);
+    impl Drop for CgroupGuard {
+        fn drop(&mut self) {
+            if let Some(m) = self.0.take() {
+                let _ = m.destroy();
+            }
+        }
+    }
+    let mut cgroup = CgroupGuard(cgroup.take());
     let root_fd = match &plan.detached_root {
         None => None,
         Some((fstype, options)) => Some(unsafe {
@@ -199,6 +240,8 @@ pub fn spawn(plan: Plan, stdio: [Stdio; 3], opts: Options, go_now: bool) -> Resu
         die_with_parent: opts.die_with_parent,
         last_cap: last_cap(),
         root_fd: root_fd.as_ref().map_or(-1, |f| f.as_raw_fd()),
+        cgroup_procs: &procs,
+        unshare_cgroupns: plan.unshare_cgroupns,
     };
 
     // With nothing to do between clone and exec (no user-namespace maps to
@@ -261,6 +304,8 @@ pub fn spawn(plan: Plan, stdio: [Stdio; 3], opts: Options, go_now: bool) -> Resu
         plan,
         ready: false,
         exited: None,
+        cgroup: cgroup.0.take(),
+        warnings,
     };
     if let Some((uid_map, gid_map)) = c.plan.id_maps.clone() {
         let write = |file: &str, data: &str| {
@@ -326,21 +371,22 @@ pub fn create(plan: Plan, stdio: [Stdio; 3], opts: Options) -> Result<Container>
 
 /// Create, start and wait in one go: the foreground `run`. Signals to be
 /// forwarded are caught from before the clone, so none slips through.
-/// `on_spawn` sees the pid while the child is still setting up, so a caller
-/// can record it without a second round trip.
+/// `on_spawn` sees the pid (and the limits the host cannot enforce) while the
+/// child is still setting up, so a caller can record it without a second
+/// round trip.
 pub fn run(
     plan: Plan,
     stdio: [Stdio; 3],
     opts: Options,
     wopts: WaitOptions,
-    on_spawn: impl FnOnce(i32) -> Result<()>,
-) -> Result<(i32, Exit)> {
+    on_spawn: impl FnOnce(i32, &[String]) -> Result<()>,
+) -> Result<(i32, Exit, Vec<String>)> {
     let guard = if wopts.forward_signals { Some(SignalForwarder::new()?) } else { None };
     let mut c = spawn(plan, stdio, opts, true)?;
-    on_spawn(c.pid)?;
+    on_spawn(c.pid, &c.warnings)?;
     c.await_exec()?;
     let exit = c.wait_with(guard.as_ref(), wopts)?;
-    Ok((c.pid, exit))
+    Ok((c.pid, exit, std::mem::take(&mut c.warnings)))
 }
 
 /// Read one record; None at end-of-file.
@@ -394,6 +440,15 @@ impl Container {
             return Err(match m.kind {
                 MSG_OP => Error::Setup {
                     what: self.plan.ops.get(m.index as usize).map_or_else(|| "unknown step".into(), |o| o.describe()),
+                    errno,
+                },
+                MSG_CGROUP => Error::Setup {
+                    what: match self.plan.cgroup.as_ref() {
+                        Some((rel, _)) if (m.index as usize) < self.cgroup.as_ref().map_or(0, |c| c.procs_files().len()) => {
+                            format!("join cgroup {}", rel.display())
+                        }
+                        _ => "unshare the cgroup namespace".into(),
+                    },
                     errno,
                 },
                 MSG_IDENTITY => Error::Setup {
@@ -546,7 +601,12 @@ impl Container {
         self.stderr = None;
         self.stdin = None;
         let (code, signal) = self.exited.unwrap();
-        Ok(Exit { code, signal, stdout: out, stderr: err, timed_out })
+        let stats = self.cgroup.as_ref().and_then(|c| c.stats().ok());
+        let oom_killed = stats.as_ref().is_some_and(|s| s.oom_kills > 0);
+        if let Some(c) = self.cgroup.take() {
+            c.destroy()?;
+        }
+        Ok(Exit { code, signal, stdout: out, stderr: err, timed_out, oom_killed, stats })
     }
 }
 
@@ -554,7 +614,13 @@ impl Drop for Container {
     /// A handle dropped before its process ended takes the process with it.
     fn drop(&mut self) {
         if self.exited.is_none() {
+            if let Some(c) = &self.cgroup {
+                let _ = c.kill_all();
+            }
             self.kill_and_reap();
+        }
+        if let Some(c) = self.cgroup.take() {
+            let _ = c.destroy();
         }
     }
 }
@@ -707,6 +773,18 @@ unsafe fn child(a: &ChildArgs) -> ! {
         if *fd >= 0 {
             libc::dup2(*fd, i as i32);
         }
+    }
+    for (i, procs) in a.cgroup_procs.iter().enumerate() {
+        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+            report(a.msg_w, MSG_CGROUP, i as u32, Errno::last());
+            libc::_exit(125);
+        }
+        libc::close(fd);
+    }
+    if a.unshare_cgroupns && libc::unshare(libc::CLONE_NEWCGROUP) < 0 {
+        report(a.msg_w, MSG_CGROUP, a.cgroup_procs.len() as u32, Errno::last());
+        libc::_exit(125);
     }
     if a.plan.id_maps.is_some() {
         if read_byte(a.go_r) != b'M' {

@@ -54,6 +54,10 @@ def store():
         leftovers.append(f"container dirs: {os.listdir(cdir)}")
     if runtime_records({"runroot": runroot}):
         leftovers.append(f"runtime records: {runtime_records({'runroot': runroot})}")
+    cgroups = subprocess.run(["find", "/sys/fs/cgroup", "-maxdepth", "4", "-type", "d", "-name", "*pinnace*"],
+                             capture_output=True, text=True).stdout.split()
+    if cgroups:
+        leftovers.append(f"cgroups: {cgroups}")
     new_ns = _pid_namespaces() - namespaces_before
     if new_ns:
         leftovers.append(f"processes in new pid namespaces: {new_ns}")

@@ -116,7 +116,7 @@ def test_create_then_start_split(busybox_rootfs):
         # parked: still our own image, not yet sh
         assert f.read().strip() != "sh"
     p.start()
-    code, sig, out, err, _ = p.wait()
+    code, sig, out, err, *_ = p.wait()
     assert (code, out) == (0, b"started\n")
     assert not os.path.exists(f"/proc/{p.pid}")
 

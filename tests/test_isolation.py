@@ -190,7 +190,7 @@ def test_core_user_namespace_with_an_overlay_root(busybox_rootfs, tmp_path):
                   "gidMappings": [{"containerID": 0, "hostID": base, "size": 65536}]},
     }
     try:
-        _, (code, _, out, err, _) = _core.run(json.dumps(spec))
+        _, (code, _, out, err, *_) = _core.run(json.dumps(spec))
         upper_files = {p.name: p.stat().st_uid for p in (tmp_path / "upper").iterdir()}
     finally:
         shutil.rmtree(tmp_path)

@@ -6,7 +6,8 @@ PIPE: int
 DEVNULL: int
 __version__: str
 
-ExitTuple = tuple[int, int | None, bytes | None, bytes | None, bool]
+#: (exit_code, signal, stdout, stderr, timed_out, oom_killed, stats, warnings)
+ExitTuple = tuple[int, int | None, bytes | None, bytes | None, bool, bool, dict | None, list[str]]
 
 def run(
     spec_json: str,
@@ -18,7 +19,7 @@ def run(
     forward_signals: bool = False,
     timeout: float | None = None,
     die_with_parent: bool = True,
-    on_spawn: Callable[[int], object] | None = None,
+    on_spawn: Callable[[int, list[str]], object] | None = None,
 ) -> tuple[int, ExitTuple]:
     """Create, start and wait for a container: (pid, (code, signal, out, err, timed_out))."""
 
@@ -34,3 +35,25 @@ def create(
     spec_json: str, stdin: int = ..., stdout: int = ..., stderr: int = ..., *, die_with_parent: bool = True
 ) -> Process:
     """Clone the container process and park it before exec."""
+
+def cgroup_mode() -> str:
+    """"v1", "v2" or "hybrid"."""
+
+def cgroup_stats(rel: str) -> dict | None:
+    """Usage of cgroup ``rel`` (e.g. "pinnace/ID"); None when it does not exist."""
+
+def cgroup_pids(rel: str) -> list[int]: ...
+def cgroup_kill(rel: str) -> None: ...
+def cgroup_destroy(rel: str) -> None: ...
+def cgroup_children(parent: str) -> list[str]: ...
+def cgroup_remove_parent_if_empty(parent: str) -> None: ...
+
+class CgroupV2:
+    def __init__(self, root: str, rel: str) -> None: ...
+    def create(self) -> None: ...
+    def add(self, pid: int) -> None: ...
+    def freeze(self, frozen: bool) -> None: ...
+    def events(self) -> tuple[bool, bool]: ...
+    def pids(self) -> list[int]: ...
+    def kill(self) -> None: ...
+    def destroy(self) -> None: ...

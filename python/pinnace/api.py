@@ -25,6 +25,13 @@ class RunResult:
     #: the signal that killed the command, if one did (exit_code is then 128+N)
     signal: int | None = None
     timed_out: bool = False
+    #: the kernel's OOM killer acted in the container's cgroup
+    oom_killed: bool = False
+    #: what the container used (cgroup counters read as it ended): memory_peak,
+    #: cpu_usage_ns, cpu_throttled_periods, pids_current, io_read_bytes, ...
+    stats: dict | None = None
+    #: limits the host could not enforce (discarded, as docker does)
+    warnings: list[str] | None = None
 
     @property
     def output(self) -> str:
@@ -49,7 +56,10 @@ def run(
 
     Options mirror ``pinnace run``'s flags (``name``, ``env``, ``env_file``,
     ``workdir``, ``user``, ``hostname``, ``network``, ``volumes``, ``tmpfs``,
-    ``read_only``, ``cap_add``, ``cap_drop``, ``ulimits``, ``entrypoint``).
+    ``read_only``, ``cap_add``, ``cap_drop``, ``ulimits``, ``entrypoint``,
+    ``memory``, ``memory_swap``, ``memory_reservation``, ``cpus``,
+    ``cpu_shares``, ``cpuset_cpus``, ``pids_limit``, ``blkio_weight``,
+    ``device_read_bps``, ``device_write_bps``).
     Unlike the CLI, ``remove`` defaults to True: the result carries all the
     output, so the container is usually of no further use.
 
@@ -68,7 +78,8 @@ def run(
 
     if isinstance(command, str):
         command = ["/bin/sh", "-c", command]
-    for key in ("volumes", "tmpfs", "cap_add", "cap_drop", "ulimits", "env_file"):
+    for key in ("volumes", "tmpfs", "cap_add", "cap_drop", "ulimits", "env_file", "device_read_bps",
+                "device_write_bps"):
         if isinstance(options.get(key), str):
             options[key] = [options[key]]
     if isinstance(options.get("entrypoint"), str):
@@ -86,4 +97,5 @@ def run(
         input = input.encode()
     out = run_container(store, img, opts, input=input, timeout=timeout,
                         stdin=-1 if input is not None else -2, background_removal=True)
-    return RunResult(out.id, out.name, out.exit_code, out.stdout, out.stderr, out.signal, out.timed_out)
+    return RunResult(out.id, out.name, out.exit_code, out.stdout, out.stderr, out.signal, out.timed_out,
+                     out.oom_killed, out.stats, out.warnings)

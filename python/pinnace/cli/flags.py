@@ -27,6 +27,16 @@ RUN_FLAGS: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
     (("--ulimit",), "ulimits", "many", "Set a resource limit: NAME=SOFT[:HARD]"),
     (("--cgroupns",), "cgroupns", "one", "Cgroup namespace: host or private"),
     (("--rootfs",), "rootfs", "one", "Run from an unpacked root filesystem instead of an image"),
+    (("-m", "--memory"), "memory", "one", "Memory limit (e.g. 512m, 2g)"),
+    (("--memory-swap",), "memory_swap", "one", "Memory plus swap limit; -1 for unlimited swap"),
+    (("--memory-reservation",), "memory_reservation", "one", "Memory soft limit"),
+    (("--cpus",), "cpus", "one", "Number of CPUs (e.g. 0.5)"),
+    (("-c", "--cpu-shares"), "cpu_shares", "one", "CPU shares (relative weight)"),
+    (("--cpuset-cpus",), "cpuset_cpus", "one", "CPUs in which to allow execution (0-3, 0,1)"),
+    (("--pids-limit",), "pids_limit", "one", "Tune container pids limit (-1 for unlimited)"),
+    (("--blkio-weight",), "blkio_weight", "one", "Block IO relative weight, from 10 to 1000, or 0 to disable"),
+    (("--device-read-bps",), "device_read_bps", "many", "Limit read rate from a device (DEVICE:RATE)"),
+    (("--device-write-bps",), "device_write_bps", "many", "Limit write rate to a device (DEVICE:RATE)"),
 )
 
 GLOBAL_FLAGS = (("--root", "root"), ("--runroot", "runroot"))

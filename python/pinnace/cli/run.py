@@ -37,7 +37,7 @@ def execute(globals_: dict, values: dict, rest: list[str]) -> int:
     opts = RunOptions(command=command or None, **values)
     sys.stdout.flush()
     out = run(Store(root, runroot), image, opts, stdin=0 if interactive else _core.DEVNULL,
-              stdout=1, stderr=2, forward_signals=True)
+              stdout=1, stderr=2, forward_signals=True, print_warnings=True)
     return out.exit_code
 
 

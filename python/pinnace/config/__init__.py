@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from pinnace.containers import cgroup_path
 from pinnace.errors import UsageError
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -68,7 +69,9 @@ class RunOptions:
         "command": None, "entrypoint": None, "name": None, "env": (), "env_file": (), "workdir": None,
         "user": None, "hostname": None, "network": "none", "volumes": (), "tmpfs": (), "read_only": False,
         "remove": False, "cap_add": (), "cap_drop": (), "ulimits": (), "cgroupns": None,
-        "interactive": False,
+        "interactive": False, "memory": None, "memory_swap": None, "memory_reservation": None, "cpus": None,
+        "cpu_shares": None, "cpuset_cpus": None, "pids_limit": None, "blkio_weight": None,
+        "device_read_bps": (), "device_write_bps": (),
     }
 
     command: list[str] | None
@@ -88,6 +91,16 @@ class RunOptions:
     cap_drop: list[str]
     ulimits: list[str]
     cgroupns: str | None
+    memory: str | int | None
+    memory_swap: str | int | None
+    memory_reservation: str | int | None
+    cpus: str | float | None
+    cpu_shares: str | int | None
+    cpuset_cpus: str | None
+    pids_limit: str | int | None
+    blkio_weight: str | int | None
+    device_read_bps: list[str]
+    device_write_bps: list[str]
     interactive: bool
 
     def __init__(self, **values):
@@ -266,6 +279,123 @@ def capabilities(add: Iterable[str], drop: Iterable[str]) -> list[str]:
     return caps
 
 
+_UNITS = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_bytes(value: str | int, flag: str) -> int:
+    """docker's sizes: a number with an optional b, k, m or g (binary units)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        n = value
+    else:
+        v = str(value).strip().lower()
+        if v.endswith("b") and len(v) > 1 and v[-2] in _UNITS:
+            v = v[:-1]  # "100mb"
+        unit = _UNITS.get(v[-1:], None) if v else None
+        num = v[:-1] if unit else v
+        try:
+            n = int(float(num) * (unit or 1))
+            if not num or float(num) < 0:
+                raise ValueError
+        except ValueError:
+            raise UsageError(f"invalid value {value!r} for {flag}: want a size like 512m or 2g") from None
+    if n < 0:
+        raise UsageError(f"invalid value {value!r} for {flag}: must not be negative")
+    return n
+
+
+def _int(value, flag: str, lo: int | None = None, hi: int | None = None) -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"invalid value {value!r} for {flag}: want a whole number") from None
+    if (lo is not None and n < lo) or (hi is not None and n > hi):
+        rng = f"from {lo} to {hi}" if hi is not None else f"at least {lo}"
+        raise UsageError(f"invalid value {value!r} for {flag}: must be {rng}")
+    return n
+
+
+def _cpu_list(value: str, flag: str) -> str:
+    ok = bool(value)
+    for part in value.split(","):
+        a, _, b = part.partition("-")
+        ok = ok and a.isdigit() and (not b or (b.isdigit() and int(b) >= int(a)))
+    if not ok:
+        raise UsageError(f"invalid value {value!r} for {flag}: want a list like 0-2,4")
+    return value
+
+
+def _throttle(spec: str, flag: str) -> dict:
+    dev, sep, rate = spec.rpartition(":")
+    if not sep or not dev:
+        raise UsageError(f"invalid value {spec!r} for {flag}: want DEVICE:RATE, e.g. /dev/sda:10mb")
+    try:
+        st = os.stat(dev)
+    except OSError as e:
+        raise UsageError(f"invalid value {spec!r} for {flag}: {dev}: {e.strerror.lower()}") from None
+    import stat as stat_mod
+
+    if not stat_mod.S_ISBLK(st.st_mode):
+        raise UsageError(f"invalid value {spec!r} for {flag}: {dev} is not a block device")
+    return {"major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev), "rate": parse_bytes(rate, flag)}
+
+
+def resources(opts: RunOptions) -> dict:
+    """docker's resource flags -> the runtime spec's linux.resources."""
+    r: dict = {}
+    mem: dict = {}
+    if opts.memory is not None:
+        mem["limit"] = parse_bytes(opts.memory, "--memory")
+        if mem["limit"] < 6 << 20:
+            raise UsageError("minimum memory limit allowed is 6MB (--memory)")
+    if opts.memory_swap is not None:
+        swap = -1 if str(opts.memory_swap).strip() == "-1" else parse_bytes(opts.memory_swap, "--memory-swap")
+        if "limit" not in mem:
+            raise UsageError("you should always set --memory with --memory-swap")
+        if swap != -1 and swap < mem["limit"]:
+            raise UsageError("--memory-swap must be at least --memory (it counts memory plus swap)")
+        mem["swap"] = swap
+    elif "limit" in mem:
+        mem["swap"] = mem["limit"] * 2  # docker: as much swap as memory
+    if opts.memory_reservation is not None:
+        mem["reservation"] = parse_bytes(opts.memory_reservation, "--memory-reservation")
+        if "limit" in mem and mem["reservation"] > mem["limit"]:
+            raise UsageError("--memory-reservation must be below --memory")
+    if mem:
+        r["memory"] = mem
+    cpu: dict = {}
+    if opts.cpus is not None:
+        try:
+            cpus = float(opts.cpus)
+        except (TypeError, ValueError):
+            cpus = -1.0
+        ncpu = os.cpu_count() or 1
+        if not 0.01 <= cpus <= ncpu:
+            raise UsageError(f"invalid value {opts.cpus!r} for --cpus: the range of CPUs is from 0.01 to {ncpu}")
+        cpu.update(period=100000, quota=int(round(cpus * 100000)))
+    if opts.cpu_shares is not None:
+        cpu["shares"] = _int(opts.cpu_shares, "--cpu-shares", 2, 262144)
+    if opts.cpuset_cpus is not None:
+        cpu["cpus"] = _cpu_list(str(opts.cpuset_cpus), "--cpuset-cpus")
+    if cpu:
+        r["cpu"] = cpu
+    if opts.pids_limit is not None:
+        r["pids"] = {"limit": _int(opts.pids_limit, "--pids-limit", -1)}
+    blkio: dict = {}
+    if opts.blkio_weight is not None:
+        w = _int(opts.blkio_weight, "--blkio-weight", 0, 1000)
+        if 0 < w < 10:
+            raise UsageError(f"invalid value {opts.blkio_weight!r} for --blkio-weight: must be 0 or from 10 to 1000")
+        if w:
+            blkio["weight"] = w
+    if opts.device_read_bps:
+        blkio["throttleReadBpsDevice"] = [_throttle(d, "--device-read-bps") for d in opts.device_read_bps]
+    if opts.device_write_bps:
+        blkio["throttleWriteBpsDevice"] = [_throttle(d, "--device-write-bps") for d in opts.device_write_bps]
+    if blkio:
+        r["blockIO"] = blkio
+    return r
+
+
 def _sort_mounts(mounts: list[dict]) -> list[dict]:
     """Parents before children, as docker orders them; stable otherwise."""
     return sorted(mounts, key=lambda m: m["destination"].rstrip("/").count("/"))
@@ -339,6 +469,8 @@ def build_spec(
         "namespaces": namespaces,
         "maskedPaths": MASKED_PATHS,
         "readonlyPaths": READONLY_PATHS,
+        "cgroupsPath": cgroup_path(container_id),
+        "resources": resources(opts),
     }
     return {
         "ociVersion": "1.0.2",

@@ -66,6 +66,13 @@ def _rmtree(path: str) -> None:
 
 
 TRASH_PREFIX = ".trash-"
+#: every container's cgroup sits below this one (config.CGROUP_PARENT)
+CGROUP_PARENT = "pinnace"
+
+
+def cgroup_path(cid: str) -> str:
+    return f"{CGROUP_PARENT}/{cid}"
+
 _trash_queue = None
 
 
@@ -306,11 +313,16 @@ class Store:
         raise ContainerNotFound(f"no such container: {ref}")
 
     def remove(self, cid: str, force: bool = False) -> None:
+        from pinnace import _core
+
         st = self.state(cid) or {}
         p = self.paths(cid)
+        cgroup = st.get("CgroupPath") or cgroup_path(cid)
         if st.get("State", {}).get("Running"):
             if not force:
                 raise Conflict(f"cannot remove container {cid[:12]}: container is running: stop it first or use -f")
+            # everything in its cgroup, so a double-forked daemon dies too
+            _core.cgroup_kill(cgroup)
             pid = st["State"].get("Pid") or 0
             if pid > 0:
                 try:
@@ -320,6 +332,8 @@ class Store:
             deadline = time.monotonic() + 10
             while self.owner_alive(p) and time.monotonic() < deadline:
                 time.sleep(0.01)
+        # the owner removes it; an owner that died could not
+        _core.cgroup_destroy(cgroup)
         self.release_name(st.get("Name", "").lstrip("/"), cid)
         self.remove_dirs(p)
 
@@ -337,6 +351,13 @@ class Store:
             if st and not st.get("State", {}).get("Running"):
                 self.remove(cid)
                 removed.append(cid)
+        # cgroups whose container is gone or no longer running
+        from pinnace import _core
+
+        for cid in _core.cgroup_children(CGROUP_PARENT):
+            if not os.path.isdir(os.path.join(self.containers, cid)) or not self.owner_alive(self.paths(cid)):
+                _core.cgroup_destroy(cgroup_path(cid))
+        _core.cgroup_remove_parent_if_empty(CGROUP_PARENT)
         # runtime records whose container directory is gone
         try:
             for f in os.listdir(self.run_containers):

@@ -8,6 +8,7 @@ first directory is made; everything made is removed on every way out.
 from __future__ import annotations
 
 import os
+import sys
 
 from pinnace import _core
 from pinnace._jsonenc import dumps
@@ -17,7 +18,8 @@ from pinnace.images import Image
 
 
 class Outcome:
-    __slots__ = ("id", "name", "pid", "exit_code", "signal", "stdout", "stderr", "timed_out")
+    __slots__ = ("id", "name", "pid", "exit_code", "signal", "stdout", "stderr", "timed_out", "oom_killed",
+                 "stats", "warnings")
 
     def __init__(self, *values):
         for k, v in zip(self.__slots__, values):
@@ -56,6 +58,7 @@ def run(
     forward_signals: bool = False,
     timeout: float | None = None,
     background_removal: bool = False,
+    print_warnings: bool = False,
 ) -> Outcome:
     cid = new_id()
     p = store.paths(cid)
@@ -81,25 +84,29 @@ def run(
             "Image": image.name,
             "Path": spec["process"]["args"][0],
             "Args": spec["process"]["args"][1:],
-            "State": {"Status": "running", "Running": True, "Pid": 0, "ExitCode": 0,
+            "State": {"Status": "running", "Running": True, "Pid": 0, "ExitCode": 0, "OOMKilled": False,
                       "StartedAt": now(), "FinishedAt": "", "Error": ""},
             "Config": {"Hostname": hostname, "Env": spec["process"]["env"], "Cmd": opts.command,
                        "WorkingDir": spec["process"]["cwd"], "User": opts.user or "", "Image": image.name},
             "HostConfig": {"AutoRemove": opts.remove, "NetworkMode": opts.network, "ReadonlyRootfs": opts.read_only,
-                           "Binds": list(opts.volumes)},
+                           "Binds": list(opts.volumes), "CgroupParent": spec["linux"]["cgroupsPath"].rpartition("/")[0]},
+            "CgroupPath": spec["linux"]["cgroupsPath"],
         }
 
         if not opts.remove:
             store.write_state(p, state)
 
-        def record_pid(pid: int) -> None:
+        def record_pid(pid: int, warnings: list[str]) -> None:
             # Runs while the child is still setting up: the record appears
             # with its pid at no extra latency.
+            if print_warnings:
+                for w in warnings:
+                    sys.stderr.write(f"WARNING: {w}\n")
             state["State"]["Pid"] = pid
             store.write_runtime(p, state)
 
         try:
-            pid, (code, sig, out, err, timed_out) = _core.run(
+            pid, (code, sig, out, err, timed_out, oom_killed, stats, warnings) = _core.run(
                 dumps(spec), stdin, stdout, stderr,
                 input=input, forward_signals=forward_signals, timeout=timeout, on_spawn=record_pid,
             )
@@ -111,10 +118,11 @@ def run(
                 store.clear_runtime(p)
             raise
         if not opts.remove:
-            state["State"].update(Status="exited", Running=False, Pid=0, ExitCode=code, FinishedAt=now())
+            state["State"].update(Status="exited", Running=False, Pid=0, ExitCode=code, FinishedAt=now(),
+                                  OOMKilled=oom_killed)
             store.write_state(p, state)
             store.clear_runtime(p)
-        return Outcome(cid, name, pid, code, sig, out, err, timed_out)
+        return Outcome(cid, name, pid, code, sig, out, err, timed_out, oom_killed, stats, warnings)
     finally:
         if opts.remove or not os.path.exists(p.state_file):
             store.release_name(name, cid)
