@@ -11,16 +11,16 @@ TYPE_CHECKING = False  # not `from typing import ...`: typing costs the CLI ~10 
 
 __version__ = "0.1.0"
 
-__all__ = ["run", "RunResult", "errors", "__version__"]
+__all__ = ["run", "stats", "RunResult", "errors", "__version__"]
 
 if TYPE_CHECKING:
     from pinnace import errors
-    from pinnace.api import RunResult, run
+    from pinnace.api import RunResult, run, stats
 
 
 def __getattr__(name: str):
     # Lazy, so that `pinnace run` on the command line pays only for what it uses.
-    if name in ("run", "RunResult"):
+    if name in ("run", "stats", "RunResult"):
         from pinnace import api
 
         return getattr(api, name)

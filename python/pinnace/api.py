@@ -99,3 +99,21 @@ def run(
                         stdin=-1 if input is not None else -2, background_removal=True)
     return RunResult(out.id, out.name, out.exit_code, out.stdout, out.stderr, out.signal, out.timed_out,
                      out.oom_killed, out.stats, out.warnings)
+
+
+def stats(container: str, *, interval: float = 0.5, root: str | None = None, runroot: str | None = None) -> dict:
+    """Resource usage of a running container (by name or id), as ``pinnace
+    stats`` shows it: ``cpu_percent`` (over ``interval`` seconds; 100 = one
+    CPU), ``memory_usage``, ``memory_limit``, ``memory_percent``, ``pids``,
+    ``block_read``, ``block_write``, and the cgroup's ``raw`` counters
+    (including CPU throttling)."""
+    from pinnace.containers import Store
+    from pinnace.containers.stats import stats as read
+    from pinnace.errors import ContainerNotFound
+
+    store = Store(root or default_root(), runroot or default_runroot())
+    cid = store.resolve(container)
+    rows = read(store, [cid], interval)
+    if not rows:
+        raise ContainerNotFound(f"container {container} is not running")
+    return rows[0]

@@ -10,6 +10,7 @@ COMMANDS = {
     "run": ("pinnace.cli.run", "make_command"),
     "ps": ("pinnace.cli.ps", "ps"),
     "rm": ("pinnace.cli.rm", "rm"),
+    "stats": ("pinnace.cli.stats", "stats"),
     "system": ("pinnace.cli.system", "system"),
     "version": ("pinnace.cli.version", "version"),
 }

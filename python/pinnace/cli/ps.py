@@ -48,7 +48,8 @@ def ps(obj, all_: bool, quiet: bool, no_trunc: bool, fmt: str) -> int:
             "Id": r["Id"], "Names": r.get("Name", "").lstrip("/"), "Image": r.get("Image", ""),
             "Command": " ".join([r.get("Path", "")] + r.get("Args", [])), "Created": r.get("Created", ""),
             "State": r.get("State", {}).get("Status", ""), "Status": _status(r),
-            "ExitCode": r.get("State", {}).get("ExitCode", 0)} for r in rows], indent=2))
+            "ExitCode": r.get("State", {}).get("ExitCode", 0),
+            "OOMKilled": r.get("State", {}).get("OOMKilled", False)} for r in rows], indent=2))
         return 0
     if quiet:
         for r in rows:
