@@ -64,6 +64,8 @@ pub enum Op {
     PivotRoot { root: CString },
     /// Remount the (new) root read-only.
     ReadonlyRoot,
+    /// Make a mount read-only (after what had to be made inside it).
+    RemountReadonly { target: CString },
     Sethostname { name: CString },
     Setrlimit { resource: i32, soft: u64, hard: u64 },
     Chdir { path: CString },
@@ -94,6 +96,7 @@ impl Op {
             Op::Readonly { path } => format!("make {} read-only", s(path)),
             Op::PivotRoot { root } => format!("pivot_root into {}", s(root)),
             Op::ReadonlyRoot => "remount the root filesystem read-only".into(),
+            Op::RemountReadonly { target } => format!("remount {} read-only", s(target)),
             Op::Sethostname { name } => format!("set hostname {}", s(name)),
             Op::Setrlimit { resource, .. } => format!("set rlimit {resource}"),
             Op::Chdir { path } => format!("change to working directory {}", s(path)),
@@ -177,6 +180,9 @@ fn run_op(op: &Op, sys: &dyn Sys) -> SysResult {
         },
         Op::PivotRoot { root } => sys.pivot_root(root),
         Op::ReadonlyRoot => sys.mount(None, c"/", None, MS_RO_BIND, None),
+        Op::RemountReadonly { target } => {
+            sys.mount(None, target, None, MS_RO_BIND | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, None)
+        }
         Op::Sethostname { name } => sys.sethostname(name),
         Op::Setrlimit { resource, soft, hard } => sys.setrlimit(*resource, *soft, *hard),
         Op::Chdir { path } => sys.chdir(path),

@@ -222,6 +222,10 @@ fn rlimit_resource(name: &str) -> Result<i32> {
 struct Builder {
     ops: Vec<Op>,
     made: HashSet<PathBuf>,
+    /// The container's cgroup and whether it joins v1's cpuset hierarchy.
+    cgroup: Option<(PathBuf, bool)>,
+    /// The host's cgroup layout, for mounts of type "cgroup".
+    layout: (crate::cgroups::Mode, Vec<(Vec<String>, PathBuf)>),
 }
 
 impl Builder {
@@ -234,10 +238,69 @@ impl Builder {
         Ok(())
     }
 
+    /// A mount of type "cgroup": the container's own cgroups, as runc does.
+    /// On v2 a cgroup2 mount (rooted at the container's cgroup when it has
+    /// its own cgroup namespace); on v1 a tmpfs holding a bind of the
+    /// container's directory in each hierarchy.
+    fn cgroup_mount(&mut self, root: &Path, dest: &Path, flags: c_ulong) -> Result<()> {
+        use crate::cgroups::{v1, Mode};
+        self.mkdirs(root, dest)?;
+        let base = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        let ro = flags & libc::MS_RDONLY;
+        if self.layout.0 == Mode::V2 {
+            self.ops.push(Op::Mount {
+                src: Some(cstr("cgroup2")?),
+                target: cpath(dest)?,
+                fstype: Some(cstr("cgroup2")?),
+                flags: base | ro,
+                data: None,
+            });
+            return Ok(());
+        }
+        self.ops.push(Op::Mount {
+            src: Some(cstr("tmpfs")?),
+            target: cpath(dest)?,
+            fstype: Some(cstr("tmpfs")?),
+            flags: base,
+            data: Some(cstr("mode=755")?),
+        });
+        if let Some((rel, cpuset)) = self.cgroup.clone() {
+            let hierarchies = self.layout.1.clone();
+            for (controllers, mount) in hierarchies {
+                let joined = controllers.iter().any(|c| v1::CONTROLLERS.contains(&c.as_str()) && (cpuset || c != "cpuset"));
+                if !joined {
+                    continue;
+                }
+                let name = controllers.join(",");
+                let target = dest.join(&name);
+                self.ops.push(Op::Mkdir { path: cpath(&target)? });
+                self.ops.push(Op::Mount {
+                    src: Some(cpath(&mount.join(&rel))?),
+                    target: cpath(&target)?,
+                    fstype: None,
+                    flags: libc::MS_BIND | base | ro,
+                    data: None,
+                });
+                if controllers.len() > 1 {
+                    for c in &controllers {
+                        self.ops.push(Op::Symlink { target: cstr(&name)?, link: cpath(&dest.join(c))? });
+                    }
+                }
+            }
+        }
+        if ro != 0 {
+            self.ops.push(Op::RemountReadonly { target: cpath(dest)? });
+        }
+        Ok(())
+    }
+
     fn mount(&mut self, root: &Path, m: &Mount) -> Result<()> {
         let dest = join_in_root(root, m.destination())?;
         let (mut flags, data) = parse_mount_options(m.options().as_deref().unwrap_or(&[]));
         let typ = m.typ().clone().unwrap_or_default();
+        if typ == "cgroup" {
+            return self.cgroup_mount(root, &dest, flags);
+        }
         if typ == "bind" {
             flags |= libc::MS_BIND;
         }
@@ -343,7 +406,19 @@ pub fn build(spec: &Spec) -> Result<Plan> {
         None
     };
 
-    let mut b = Builder { ops: Vec::new(), made: HashSet::new() };
+    let needs_layout = spec.mounts().iter().flatten().any(|m| m.typ().as_deref() == Some("cgroup"));
+    let layout = if needs_layout {
+        let mode = crate::cgroups::detect(Path::new(crate::cgroups::CGROUP_ROOT));
+        (mode, if mode == crate::cgroups::Mode::V2 { Vec::new() } else { crate::cgroups::v1_mounts() })
+    } else {
+        (crate::cgroups::Mode::V2, Vec::new())
+    };
+    let mut b = Builder {
+        ops: Vec::new(),
+        made: HashSet::new(),
+        cgroup: cgroup.as_ref().map(|(rel, r)| (rel.clone(), r.cpuset_cpus.is_some() || r.cpuset_mems.is_some())),
+        layout,
+    };
     // Nothing we mount may leak back to the host.
     b.ops.push(Op::Mount { src: None, target: cstr("/")?, fstype: None, flags: libc::MS_REC | libc::MS_PRIVATE, data: None });
     if clone_flags & libc::CLONE_NEWNET != 0 {

@@ -230,7 +230,7 @@ pub fn spawn(plan: Plan, stdio: [Stdio; 3], opts: Options, go_now: bool) -> Resu
             })?)
         }),
     };
-    let args = ChildArgs {
+    let mut args = ChildArgs {
         plan: &plan,
         exec: &exec,
         stdio: child_fds,
@@ -265,7 +265,23 @@ pub fn spawn(plan: Plan, stdio: [Stdio; 3], opts: Options, go_now: bool) -> Resu
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
     }
     let flags = plan.clone_flags | libc::SIGCHLD;
-    let pid = if vfork {
+    // On cgroup v2 the kernel can start the child inside its cgroup
+    // (clone3 with CLONE_INTO_CGROUP); otherwise the child joins it.
+    let cgroup_dir = cgroup.0.as_ref().and_then(|m| m.unified_dir()).and_then(|d| {
+        nix::fcntl::open(&d, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).ok()
+    });
+    let mut into_cgroup = -1;
+    if let Some(fd) = &cgroup_dir {
+        args.cgroup_procs = &[];
+        into_cgroup = clone3_into_cgroup(&args, plan.clone_flags, fd.as_raw_fd(), vfork);
+        if into_cgroup < 0 && matches!(Errno::last(), Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL | Errno::EPERM) {
+            // an older kernel, or a seccomp filter refusing clone3
+            args.cgroup_procs = &procs;
+        }
+    }
+    let pid = if into_cgroup >= 0 || (cgroup_dir.is_some() && args.cgroup_procs.is_empty()) {
+        into_cgroup
+    } else if vfork {
         clone_vfork(&args, flags)
     } else {
         // SAFETY: fork-style clone (no new stack); the child only runs
@@ -326,14 +342,120 @@ pub fn spawn(plan: Plan, stdio: [Stdio; 3], opts: Options, go_now: bool) -> Resu
 
 const VFORK_STACK: usize = 256 * 1024;
 
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+extern "C" fn child_trampoline(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the ChildArgs the parent keeps alive while the child
+    // needs it (the parent is suspended, or the memory is a private copy);
+    // `child` never returns.
+    unsafe { child(&*(arg as *const ChildArgs)) }
+}
+
+/// clone3 straight into the cgroup behind `cgroup_fd`. Fork-style, or (on
+/// x86_64) vfork-style on a stack of its own. Returns the pid, or -1 with
+/// errno set.
+fn clone3_into_cgroup(args: &ChildArgs, ns_flags: libc::c_int, cgroup_fd: RawFd, vfork: bool) -> libc::c_int {
+    let mut ca = CloneArgs {
+        flags: ns_flags as u64 | CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup_fd as u64,
+        ..Default::default()
+    };
+    #[cfg(target_arch = "x86_64")]
+    if vfork {
+        // SAFETY: as in clone_vfork; the assembly only ever returns in the
+        // parent, the child leaves through `child`, which execs or exits.
+        unsafe {
+            let stack = libc::mmap(
+                std::ptr::null_mut(),
+                VFORK_STACK,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            );
+            if stack == libc::MAP_FAILED {
+                return -1;
+            }
+            ca.flags |= (libc::CLONE_VM | libc::CLONE_VFORK) as u64;
+            ca.stack = stack as u64;
+            ca.stack_size = VFORK_STACK as u64;
+            let ret = clone3_vfork_x86_64(&ca, child_trampoline, args as *const ChildArgs as *mut libc::c_void);
+            libc::munmap(stack, VFORK_STACK);
+            if ret < 0 {
+                Errno::set_raw(-ret as i32);
+                return -1;
+            }
+            return ret as libc::c_int;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    if vfork {
+        Errno::set_raw(libc::ENOSYS);
+        return -1;
+    }
+    // SAFETY: fork-style (no stack given): the child continues here on a copy
+    // of our memory and only runs `child`.
+    let pid = unsafe { libc::syscall(libc::SYS_clone3, &ca as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    if pid == 0 {
+        unsafe { child(args) }
+    }
+    pid as libc::c_int
+}
+
+/// glibc has no clone3 wrapper, and a child that starts on a new stack must
+/// not return into this function: like glibc's own clone, a few
+/// instructions call `f(arg)` on the child's stack and exit with its result.
+#[cfg(target_arch = "x86_64")]
+unsafe fn clone3_vfork_x86_64(
+    ca: *const CloneArgs,
+    f: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    arg: *mut libc::c_void,
+) -> i64 {
+    let ret: i64;
+    std::arch::asm!(
+        "syscall",
+        "test rax, rax",
+        "jnz 2f",
+        // child: the kernel switched rsp to the top of the new stack
+        "xor ebp, ebp",
+        "mov rdi, r13",
+        "call r12",
+        "mov edi, eax",
+        "mov eax, 60", // exit
+        "syscall",
+        "ud2",
+        "2:",
+        inlateout("rax") libc::SYS_clone3 => ret,
+        in("rdi") ca,
+        in("rsi") std::mem::size_of::<CloneArgs>(),
+        in("r12") f,
+        in("r13") arg,
+        lateout("rcx") _,
+        lateout("r11") _,
+    );
+    ret
+}
+
 /// clone(CLONE_VM | CLONE_VFORK) onto a stack of its own: this thread sleeps
 /// until the child has exec'd or exited, so the child may use our memory.
 fn clone_vfork(args: &ChildArgs, flags: libc::c_int) -> libc::c_int {
-    extern "C" fn trampoline(arg: *mut libc::c_void) -> libc::c_int {
-        // SAFETY: `arg` is the ChildArgs the parent keeps alive while it is
-        // suspended; `child` never returns.
-        unsafe { child(&*(arg as *const ChildArgs)) }
-    }
     // SAFETY: a private anonymous mapping, unmapped only after the child is
     // gone from it (CLONE_VFORK resumes us after exec or exit).
     unsafe {
@@ -350,7 +472,7 @@ fn clone_vfork(args: &ChildArgs, flags: libc::c_int) -> libc::c_int {
         }
         let top = (stack as *mut u8).add(VFORK_STACK).cast();
         let pid = libc::clone(
-            trampoline,
+            child_trampoline,
             top,
             flags | libc::CLONE_VM | libc::CLONE_VFORK,
             args as *const ChildArgs as *mut libc::c_void,

@@ -27,8 +27,14 @@ def _cgroup_file(cid: str, controller: str, name: str) -> str:
 
 
 def _container_id(name: str) -> str:
-    rows = json.loads(pn("ps", "--format", "json", check=True).out)
-    return next(r["Id"] for r in rows if r["Names"] == name)
+    # the record appears as the process starts; poll for it
+    deadline = time.monotonic() + 5
+    while True:
+        rows = json.loads(pn("ps", "--format", "json", check=True).out)
+        ids = [r["Id"] for r in rows if r["Names"] == name]
+        if ids or time.monotonic() > deadline:
+            return ids[0]
+        time.sleep(0.02)
 
 
 class Background:
@@ -237,3 +243,16 @@ def test_v2_mechanics_on_a_real_cgroup2_mount():
         p.wait()
         cg.destroy()
     assert not os.path.exists(f"{root}/pinnace-selftest-{os.getpid()}")
+
+
+def test_container_sees_its_own_limits_in_sys_fs_cgroup():
+    if MODE == "v2":
+        r = sh("cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max; cat /proc/self/cgroup; "
+               "touch /sys/fs/cgroup/x", "--memory", "64m", "--pids-limit", "33")
+        lines = r.out.split()
+        assert lines[:3] == [str(64 << 20), "33", "0::/"]  # its own cgroup namespace, by default
+    else:
+        r = sh("cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max; "
+               "touch /sys/fs/cgroup/x", "--memory", "64m", "--pids-limit", "33")
+        assert r.out.split()[:2] == [str(64 << 20), "33"]
+    assert "Read-only file system" in r.err

@@ -203,6 +203,11 @@ def test_root_and_runroot_flags_keep_stores_apart(tmp_path, store):
                           "host", "sleep", "60"])
     try:
         pid = _container_pid(p.pid, "sleep")
+        # the record is written as the process starts: give it a moment
+        deadline = time.monotonic() + 5
+        while not os.path.isdir(os.path.join(run, "containers")) or not os.listdir(os.path.join(run, "containers")):
+            assert time.monotonic() < deadline, "no runtime record under --runroot"
+            time.sleep(0.01)
         records = os.listdir(os.path.join(run, "containers"))
         assert len(records) == 1
         with open(os.path.join(run, "containers", records[0])) as f:

@@ -45,6 +45,9 @@ DEFAULT_MOUNTS = [
     {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
      "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
     {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+    # the container's own cgroups, read-only: programs size themselves by them
+    {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+     "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
     {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
     {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
      "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
@@ -446,9 +449,15 @@ def build_spec(
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
     if opts.network != "host":
         namespaces.append({"type": "network"})
-    if opts.cgroupns == "private":
+    cgroupns = opts.cgroupns
+    if cgroupns is None:
+        # docker's default: a private cgroup namespace on cgroup v2 hosts
+        from pinnace import _core
+
+        cgroupns = "private" if _core.cgroup_mode() == "v2" else "host"
+    if cgroupns == "private":
         namespaces.append({"type": "cgroup"})
-    elif opts.cgroupns not in (None, "host"):
+    elif cgroupns != "host":
         raise UsageError(f"invalid --cgroupns {opts.cgroupns!r} (want host or private)")
 
     mounts = [{

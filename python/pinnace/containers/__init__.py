@@ -201,14 +201,18 @@ class Store:
 
     # -- lifecycle -----------------------------------------------------------
 
-    def create_dirs(self, p: Paths) -> None:
+    def create_dirs(self, p: Paths) -> int:
+        """Make the container's directory, locked from the first moment (so a
+        concurrent prune never takes it for an orphan); returns the lock fd."""
         try:
             os.mkdir(p.dir, 0o700)
         except FileNotFoundError:
             os.makedirs(self.containers, exist_ok=True)
             os.mkdir(p.dir, 0o700)
+        fd = self.lock(p)
         for d in (p.upper, p.work, p.merged):
             os.mkdir(d, 0o755)
+        return fd
 
     def lock(self, p: Paths) -> int:
         """Hold the container's lock for as long as this process runs it.
@@ -290,6 +294,10 @@ class Store:
             except (OSError, ValueError):
                 continue
         if st is None:
+            if self.owner_alive(p):
+                # starting: its record is being written
+                return {"Id": cid, "Name": "", "State": {"Status": "created", "Running": True, "Pid": 0,
+                                                         "ExitCode": 0}, "Config": {}, "Created": ""}
             # A directory with no record: a run whose owner died before the
             # container started, or whose runtime record a reboot took away.
             return {"Id": cid, "Name": "", "State": {"Status": "exited", "Running": False, "ExitCode": 137,

@@ -69,8 +69,7 @@ def run(
     name = store.reserve_name(opts.name, cid)
     lock_fd = -1
     try:
-        store.create_dirs(p)
-        lock_fd = store.lock(p)
+        lock_fd = store.create_dirs(p)
         _write_etc_files(p.dir, hostname, opts.network)
         for v in opts.volumes:
             # docker creates a missing bind source as a directory
