@@ -379,31 +379,19 @@ fn clone3_into_cgroup(args: &ChildArgs, ns_flags: libc::c_int, cgroup_fd: RawFd,
     };
     #[cfg(target_arch = "x86_64")]
     if vfork {
+        let Some(stack) = VforkStack::new() else { return -1 };
+        ca.flags |= (libc::CLONE_VM | libc::CLONE_VFORK) as u64;
+        ca.stack = stack.base as u64;
+        ca.stack_size = VFORK_STACK as u64;
         // SAFETY: as in clone_vfork; the assembly only ever returns in the
         // parent, the child leaves through `child`, which execs or exits.
-        unsafe {
-            let stack = libc::mmap(
-                std::ptr::null_mut(),
-                VFORK_STACK,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-                -1,
-                0,
-            );
-            if stack == libc::MAP_FAILED {
-                return -1;
-            }
-            ca.flags |= (libc::CLONE_VM | libc::CLONE_VFORK) as u64;
-            ca.stack = stack as u64;
-            ca.stack_size = VFORK_STACK as u64;
-            let ret = clone3_vfork_x86_64(&ca, child_trampoline, args as *const ChildArgs as *mut libc::c_void);
-            libc::munmap(stack, VFORK_STACK);
-            if ret < 0 {
-                Errno::set_raw(-ret as i32);
-                return -1;
-            }
-            return ret as libc::c_int;
+        let ret = unsafe { clone3_vfork_x86_64(&ca, child_trampoline, args as *const ChildArgs as *mut libc::c_void) };
+        drop(stack);
+        if ret < 0 {
+            Errno::set_raw(-ret as i32);
+            return -1;
         }
+        return ret as libc::c_int;
     }
     #[cfg(not(target_arch = "x86_64"))]
     if vfork {
@@ -456,31 +444,54 @@ unsafe fn clone3_vfork_x86_64(
 /// clone(CLONE_VM | CLONE_VFORK) onto a stack of its own: this thread sleeps
 /// until the child has exec'd or exited, so the child may use our memory.
 fn clone_vfork(args: &ChildArgs, flags: libc::c_int) -> libc::c_int {
-    // SAFETY: a private anonymous mapping, unmapped only after the child is
-    // gone from it (CLONE_VFORK resumes us after exec or exit).
-    unsafe {
-        let stack = libc::mmap(
-            std::ptr::null_mut(),
-            VFORK_STACK,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-            -1,
-            0,
-        );
-        if stack == libc::MAP_FAILED {
-            return -1;
-        }
-        let top = (stack as *mut u8).add(VFORK_STACK).cast();
-        let pid = libc::clone(
+    let Some(stack) = VforkStack::new() else { return -1 };
+    // SAFETY: the stack outlives the child's use of it (CLONE_VFORK resumes
+    // us only after exec or exit); `child_trampoline` never returns.
+    let pid = unsafe {
+        libc::clone(
             child_trampoline,
-            top,
+            stack.top(),
             flags | libc::CLONE_VM | libc::CLONE_VFORK,
             args as *const ChildArgs as *mut libc::c_void,
-        );
-        let e = Errno::last();
-        libc::munmap(stack, VFORK_STACK);
-        Errno::set_raw(e as i32);
-        pid
+        )
+    };
+    let e = Errno::last();
+    drop(stack);
+    Errno::set_raw(e as i32);
+    pid
+}
+
+/// A private stack for a vfork-style child, unmapped when dropped (which the
+/// parent does only once the child has exec'd or exited).
+struct VforkStack {
+    base: *mut libc::c_void,
+}
+
+impl VforkStack {
+    fn new() -> Option<Self> {
+        // SAFETY: a fresh private anonymous mapping.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                VFORK_STACK,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        (base != libc::MAP_FAILED).then_some(VforkStack { base })
+    }
+
+    fn top(&self) -> *mut libc::c_void {
+        // SAFETY: one past the end of the mapping, where a stack starts.
+        unsafe { (self.base as *mut u8).add(VFORK_STACK).cast() }
+    }
+}
+
+impl Drop for VforkStack {
+    fn drop(&mut self) {
+        unsafe { libc::munmap(self.base, VFORK_STACK) };
     }
 }
 
