@@ -199,7 +199,7 @@ def test_root_and_runroot_flags_keep_stores_apart(tmp_path, store):
     import json
 
     root, run = str(tmp_path / "root"), str(tmp_path / "run")
-    p = subprocess.Popen([PINNACE, "--root", root, "--runroot", run, "run", "--rm", "--name", "apart",
+    p = subprocess.Popen([PINNACE, "--root", root, "run", "--runroot", run, "--rm", "--name", "apart",
                           "host", "sleep", "60"])
     try:
         pid = _container_pid(p.pid, "sleep")
@@ -213,6 +213,8 @@ def test_root_and_runroot_flags_keep_stores_apart(tmp_path, store):
         with open(os.path.join(run, "containers", records[0])) as f:
             assert json.load(f)["State"]["Pid"] == pid
         assert "apart" in pn("--root", root, "--runroot", run, "ps").out
+        # global flags may also follow the command, as podman's do
+        assert "apart" in pn("ps", "--root", root, f"--runroot={run}").out
         assert "apart" not in pn("ps", "-a").out
         os.kill(pid, signal.SIGKILL)
         assert p.wait(timeout=10) == 137
@@ -221,3 +223,12 @@ def test_root_and_runroot_flags_keep_stores_apart(tmp_path, store):
         p.wait()
     assert os.listdir(os.path.join(root, "containers")) == []
     assert os.listdir(os.path.join(run, "containers")) == []
+
+
+def test_supplementary_groups_from_the_image_and_group_add(busybox_rootfs):
+    (busybox_rootfs / "etc" / "group").write_text("root:x:0:\nbox:x:1234:\nstaff:x:50:box\naudio:x:29:\n")
+    r = pn("run", "--rm", "--rootfs", str(busybox_rootfs), "-u", "box", "--group-add", "audio", "--group-add", "7",
+           "sh", "-c", "id -G; grep ^Groups /proc/self/status")
+    assert r.returncode == 0, r.err
+    assert sorted(r.out.splitlines()[0].split()) == sorted(["1234", "50", "29", "7"])
+    assert pn("run", "--rm", "--group-add", "nogroupcalledthis", "host", "true").returncode == 125

@@ -51,3 +51,11 @@ def test_jsonenc_python_fallback_matches_json():
     parts: list[str] = []
     _jsonenc._enc(obj, parts.append)
     assert json.loads("".join(parts)) == obj
+
+
+def test_global_flags_may_follow_the_command():
+    from pinnace.cli.flags import hoist_globals
+
+    assert hoist_globals(["ps", "-a", "--root", "/r", "--runroot=/rr"]) == ["--root", "/r", "--runroot=/rr", "ps", "-a"]
+    assert hoist_globals(["--root", "/r", "run", "--root", "/x", "img", "--root"]) == ["--root", "/r", "run", "--root", "/x", "img", "--root"]
+    assert hoist_globals(["rm", "--", "--root"]) == ["rm", "--", "--root"]

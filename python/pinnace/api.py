@@ -79,7 +79,7 @@ def run(
     if isinstance(command, str):
         command = ["/bin/sh", "-c", command]
     for key in ("volumes", "tmpfs", "cap_add", "cap_drop", "ulimits", "env_file", "device_read_bps",
-                "device_write_bps"):
+                "device_write_bps", "group_add"):
         if isinstance(options.get(key), str):
             options[key] = [options[key]]
     if isinstance(options.get("entrypoint"), str):

@@ -15,6 +15,7 @@ RUN_FLAGS: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
     (("--env-file",), "env_file", "many", "Read environment variables from a file"),
     (("-w", "--workdir"), "workdir", "one", "Working directory inside the container"),
     (("-u", "--user"), "user", "one", "User to run as: UID[:GID] or NAME[:GROUP]"),
+    (("--group-add",), "group_add", "many", "Add an additional group to join"),
     (("-h", "--hostname"), "hostname", "one", "Container host name"),
     (("--network", "--net"), "network", "one", "Network: none (default) or host"),
     (("-v", "--volume"), "volumes", "many", "Bind mount a host path: SRC:DST[:ro]"),
@@ -27,6 +28,8 @@ RUN_FLAGS: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
     (("--ulimit",), "ulimits", "many", "Set a resource limit: NAME=SOFT[:HARD]"),
     (("--cgroupns",), "cgroupns", "one", "Cgroup namespace: host or private"),
     (("--rootfs",), "rootfs", "one", "Run from an unpacked root filesystem instead of an image"),
+    (("--root",), "root", "one", "Directory for persistent state (a global option, allowed here too)"),
+    (("--runroot",), "runroot", "one", "Directory for runtime state (a global option, allowed here too)"),
     (("-m", "--memory"), "memory", "one", "Memory limit (e.g. 512m, 2g)"),
     (("--memory-swap",), "memory_swap", "one", "Memory plus swap limit; -1 for unlimited swap"),
     (("--memory-reservation",), "memory_reservation", "one", "Memory soft limit"),
@@ -40,6 +43,36 @@ RUN_FLAGS: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
 )
 
 GLOBAL_FLAGS = (("--root", "root"), ("--runroot", "runroot"))
+
+def hoist_globals(argv: list[str]) -> list[str]:
+    """Let --root/--runroot follow the subcommand too, as podman's global
+    flags may: move them to the front (up to a `--`). `run` takes them as
+    its own flags instead, since after its image everything is the command."""
+    names = {n for n, _ in GLOBAL_FLAGS}
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    seen_command = False
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            rest += argv[i:]
+            break
+        name = a.partition("=")[0]
+        if name in names:
+            take = 1 if "=" in a else 2
+            front += argv[i:i + take]
+            i += take
+            continue
+        if not seen_command and not a.startswith("-"):
+            seen_command = True
+            if a == "run":
+                rest += argv[i:]
+                break
+        rest.append(a)
+        i += 1
+    return front + rest
+
 
 _BY_NAME = {name: (dest, kind) for names, dest, kind, _ in RUN_FLAGS for name in names}
 

@@ -50,6 +50,9 @@ def _fast_run(argv: list[str]) -> int | None:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     debug = os.environ.get("PINNACE_DEBUG") == "1"
+    from pinnace.cli.flags import hoist_globals
+
+    argv = hoist_globals(argv)
     from pinnace.errors import PinnaceError
 
     try:

@@ -16,8 +16,8 @@ def execute(globals_: dict, values: dict, rest: list[str]) -> int:
     from pinnace.containers.runner import run
     from pinnace.errors import UsageError
 
-    root = globals_.get("root") or default_root()
-    runroot = globals_.get("runroot") or default_runroot()
+    root = values.pop("root", None) or globals_.get("root") or default_root()
+    runroot = values.pop("runroot", None) or globals_.get("runroot") or default_runroot()
     rootfs = values.pop("rootfs", None)
     if rootfs is not None:
         image = images.from_rootfs(rootfs)

@@ -74,7 +74,7 @@ class RunOptions:
         "remove": False, "cap_add": (), "cap_drop": (), "ulimits": (), "cgroupns": None,
         "interactive": False, "memory": None, "memory_swap": None, "memory_reservation": None, "cpus": None,
         "cpu_shares": None, "cpuset_cpus": None, "pids_limit": None, "blkio_weight": None,
-        "device_read_bps": (), "device_write_bps": (),
+        "device_read_bps": (), "device_write_bps": (), "group_add": (),
     }
 
     command: list[str] | None
@@ -104,6 +104,7 @@ class RunOptions:
     blkio_weight: str | int | None
     device_read_bps: list[str]
     device_write_bps: list[str]
+    group_add: list[str]
     interactive: bool
 
     def __init__(self, **values):
@@ -246,6 +247,36 @@ def parse_user(spec: str, layers: list[str]) -> dict:
                 raise UsageError(f"unable to find group {group}: no matching entries in group file")
             gid = g[0]
     return {"uid": uid, "gid": gid}
+
+
+def _etc_lines(layers: list[str], file: str) -> list[list[str]]:
+    """The fields of each line of /etc/FILE in the topmost layer that has it."""
+    for layer in layers:
+        try:
+            with open(os.path.join(layer, "etc", file)) as f:
+                return [line.rstrip("\n").split(":") for line in f if line.strip() and not line.startswith("#")]
+        except OSError:
+            continue
+    return []
+
+
+def supplementary_groups(uid: int, gid: int, group_add: Iterable[str], layers: list[str]) -> list[int]:
+    """The user's groups from the image's /etc/group, plus --group-add, as docker sets them."""
+    names = [p[0] for p in _etc_lines(layers, "passwd") if len(p) > 2 and p[2] == str(uid)]
+    groups = _etc_lines(layers, "group")
+    out: list[int] = []
+    for g in groups:
+        if len(g) > 3 and names and names[0] in g[3].split(",") and g[2].isdigit():
+            out.append(int(g[2]))
+    for want in group_add:
+        if want.isdigit():
+            out.append(int(want))
+            continue
+        match = [int(g[2]) for g in groups if len(g) > 2 and g[0] == want and g[2].isdigit()]
+        if not match:
+            raise UsageError(f"unable to find group {want}: no matching entries in group file")
+        out.append(match[0])
+    return sorted({g for g in out if g != gid})
 
 
 def home_of(uid: int, layers: list[str]) -> str:
@@ -485,7 +516,7 @@ def build_spec(
         "ociVersion": "1.0.2",
         "process": {
             "terminal": False,
-            "user": user,
+            "user": {**user, "additionalGids": supplementary_groups(user["uid"], user["gid"], opts.group_add, layers)},
             "args": args,
             "env": env,
             "cwd": cwd,
