@@ -98,15 +98,16 @@ mod python {
     }
 
     fn wait_opts(forward_signals: bool, timeout: Option<f64>, input: Option<Vec<u8>>) -> WaitOptions {
-        WaitOptions { forward_signals, timeout: timeout.map(Duration::from_secs_f64), input }
+        WaitOptions { forward_signals, timeout: timeout.map(Duration::from_secs_f64), input, keep_cgroup: false }
     }
 
     /// Run a container to completion: returns
     /// (pid, exit_code, signal, stdout, stderr, timed_out).
     /// `on_spawn(pid, warnings)` is called (with the GIL) as soon as the
-    /// process exists.
+    /// process exists. With `keep_cgroup` the emptied cgroup is left for the
+    /// caller to remove (`cgroup_destroy`).
     #[pyfunction]
-    #[pyo3(signature = (spec_json, stdin=DEVNULL, stdout=PIPE, stderr=PIPE, *, input=None, forward_signals=false, timeout=None, die_with_parent=true, on_spawn=None))]
+    #[pyo3(signature = (spec_json, stdin=DEVNULL, stdout=PIPE, stderr=PIPE, *, input=None, forward_signals=false, timeout=None, die_with_parent=true, on_spawn=None, keep_cgroup=false))]
     #[allow(clippy::too_many_arguments)]
     fn run<'py>(
         py: Python<'py>,
@@ -119,6 +120,7 @@ mod python {
         timeout: Option<f64>,
         die_with_parent: bool,
         on_spawn: Option<Py<PyAny>>,
+        keep_cgroup: bool,
     ) -> PyResult<(i32, ExitTuple<'py>)> {
         let io = [stdio(stdin)?, stdio(stdout)?, stdio(stderr)?];
         let r = py.detach(|| {
@@ -129,7 +131,8 @@ mod python {
                     f.call1(py, (pid, warnings.to_vec())).map(|_| ()).map_err(|e| Error::Hook(e.to_string()))
                 }),
             };
-            spawn::run(plan, io, spawn::Options { die_with_parent }, wait_opts(forward_signals, timeout, input), hook)
+            let w = WaitOptions { keep_cgroup, ..wait_opts(forward_signals, timeout, input) };
+            spawn::run(plan, io, spawn::Options { die_with_parent }, w, hook)
         });
         match r {
             Ok((pid, exit, warnings)) => Ok((pid, exit_tuple(py, exit, warnings)?)),
@@ -187,6 +190,19 @@ mod python {
             Ok(c) => Ok(Process { pid: c.pid, inner: Mutex::new(c) }),
             Err(e) => Err(to_py(py, e)),
         }
+    }
+
+    /// Remove a directory tree (symlinks removed, never followed), without
+    /// holding the GIL; a missing path is fine, other errors are ignored as
+    /// shutil.rmtree(ignore_errors=True) does.
+    #[pyfunction]
+    fn remove_tree(py: Python<'_>, path: PathBuf) {
+        py.detach(|| {
+            if std::fs::remove_dir_all(&path).is_err() {
+                // a file, or a partial failure: try what is left
+                let _ = std::fs::remove_file(&path);
+            }
+        })
     }
 
     /// "v1", "v2" or "hybrid": how this host's cgroups are laid out.
@@ -291,6 +307,7 @@ mod python {
 
     #[pymodule]
     fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add_function(wrap_pyfunction!(remove_tree, m)?)?;
         m.add_function(wrap_pyfunction!(cgroup_mode, m)?)?;
         m.add_function(wrap_pyfunction!(cgroup_stats, m)?)?;
         m.add_function(wrap_pyfunction!(cgroup_pids, m)?)?;

@@ -97,6 +97,8 @@ pub struct WaitOptions {
     pub forward_signals: bool,
     pub timeout: Option<Duration>,
     pub input: Option<Vec<u8>>,
+    /// Leave the (empty) cgroup for the caller to remove, off its hot path.
+    pub keep_cgroup: bool,
 }
 
 /// A container's first process, from clone until reaped.
@@ -661,6 +663,7 @@ impl Container {
     }
 
     fn wait_with(&mut self, guard: Option<&SignalForwarder>, opts: WaitOptions) -> Result<Exit> {
+        let opts_keep_cgroup = opts.keep_cgroup;
         let mut out: Option<Vec<u8>> = self.stdout.as_ref().map(|_| Vec::new());
         let mut err: Option<Vec<u8>> = self.stderr.as_ref().map(|_| Vec::new());
         let input = opts.input.unwrap_or_default();
@@ -737,7 +740,9 @@ impl Container {
         let stats = self.cgroup.as_ref().and_then(|c| c.stats().ok());
         let oom_killed = stats.as_ref().is_some_and(|s| s.oom_kills > 0);
         if let Some(c) = self.cgroup.take() {
-            c.destroy()?;
+            if !opts_keep_cgroup {
+                c.destroy()?;
+            }
         }
         Ok(Exit { code, signal, stdout: out, stderr: err, timed_out, oom_killed, stats })
     }

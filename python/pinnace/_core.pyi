@@ -36,6 +36,9 @@ def create(
 ) -> Process:
     """Clone the container process and park it before exec."""
 
+def remove_tree(path: str) -> None:
+    """Remove a directory tree without holding the GIL; errors are ignored."""
+
 def cgroup_mode() -> str:
     """"v1", "v2" or "hybrid"."""
 

@@ -13,7 +13,7 @@ import sys
 from pinnace import _core
 from pinnace._jsonenc import dumps
 from pinnace.config import RunOptions, build_spec
-from pinnace.containers import Store, new_id, now
+from pinnace.containers import Store, in_background, new_id, now
 from pinnace.images import Image
 
 
@@ -62,6 +62,9 @@ def run(
 ) -> Outcome:
     cid = new_id()
     p = store.paths(cid)
+    # an in-process caller need not wait while the disk and the cgroup
+    # hierarchy forget an auto-removed container
+    background = background_removal and opts.remove
     hostname = opts.hostname or cid[:12]
     # The whole spec is built (and so validated) before anything exists on disk.
     spec = build_spec(opts, image.config, image.layers, image.mounts, container_id=cid, rootfs=p.merged,
@@ -108,6 +111,7 @@ def run(
             pid, (code, sig, out, err, timed_out, oom_killed, stats, warnings) = _core.run(
                 dumps(spec), stdin, stdout, stderr,
                 input=input, forward_signals=forward_signals, timeout=timeout, on_spawn=record_pid,
+                keep_cgroup=background,
             )
         except Exception as e:
             if not opts.remove:
@@ -125,6 +129,8 @@ def run(
     finally:
         if opts.remove or not os.path.exists(p.state_file):
             store.release_name(name, cid)
-            store.remove_dirs(p, background=background_removal and opts.remove)
+            store.remove_dirs(p, background=background)
+            if background:
+                in_background(_core.cgroup_destroy, spec["linux"]["cgroupsPath"])
         if lock_fd >= 0:
             os.close(lock_fd)
