@@ -222,8 +222,8 @@ fn rlimit_resource(name: &str) -> Result<i32> {
 struct Builder {
     ops: Vec<Op>,
     made: HashSet<PathBuf>,
-    /// The container's cgroup and whether it joins v1's cpuset hierarchy.
-    cgroup: Option<(PathBuf, bool)>,
+    /// The container's cgroup and the v1 controllers it joins.
+    cgroup: Option<(PathBuf, Vec<&'static str>)>,
     /// The host's cgroup layout, for mounts of type "cgroup".
     layout: (crate::cgroups::Mode, Vec<(Vec<String>, PathBuf)>),
 }
@@ -243,7 +243,7 @@ impl Builder {
     /// its own cgroup namespace); on v1 a tmpfs holding a bind of the
     /// container's directory in each hierarchy.
     fn cgroup_mount(&mut self, root: &Path, dest: &Path, flags: c_ulong) -> Result<()> {
-        use crate::cgroups::{v1, Mode};
+        use crate::cgroups::Mode;
         self.mkdirs(root, dest)?;
         let base = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
         let ro = flags & libc::MS_RDONLY;
@@ -264,10 +264,10 @@ impl Builder {
             flags: base,
             data: Some(cstr("mode=755")?),
         });
-        if let Some((rel, cpuset)) = self.cgroup.clone() {
+        if let Some((rel, needed)) = self.cgroup.clone() {
             let hierarchies = self.layout.1.clone();
             for (controllers, mount) in hierarchies {
-                let joined = controllers.iter().any(|c| v1::CONTROLLERS.contains(&c.as_str()) && (cpuset || c != "cpuset"));
+                let joined = controllers.iter().any(|c| needed.contains(&c.as_str()));
                 if !joined {
                     continue;
                 }
@@ -408,15 +408,14 @@ pub fn build(spec: &Spec) -> Result<Plan> {
 
     let needs_layout = spec.mounts().iter().flatten().any(|m| m.typ().as_deref() == Some("cgroup"));
     let layout = if needs_layout {
-        let mode = crate::cgroups::detect(Path::new(crate::cgroups::CGROUP_ROOT));
-        (mode, if mode == crate::cgroups::Mode::V2 { Vec::new() } else { crate::cgroups::v1_mounts() })
+        crate::cgroups::layout().clone()
     } else {
         (crate::cgroups::Mode::V2, Vec::new())
     };
     let mut b = Builder {
         ops: Vec::new(),
         made: HashSet::new(),
-        cgroup: cgroup.as_ref().map(|(rel, r)| (rel.clone(), r.cpuset_cpus.is_some() || r.cpuset_mems.is_some())),
+        cgroup: cgroup.as_ref().map(|(rel, r)| (rel.clone(), crate::cgroups::v1::needed(r))),
         layout,
     };
     // Nothing we mount may leak back to the host.

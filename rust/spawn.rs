@@ -201,7 +201,7 @@ pub fn spawn(plan: Plan, stdio: [Stdio; 3], opts: Options, go_now: bool) -> Resu
     let mut warnings = Vec::new();
     let mut procs = Vec::new();
     if let Some((rel, res)) = &plan.cgroup {
-        let m = cgroups::open_with(rel, res.cpuset_cpus.is_some() || res.cpuset_mems.is_some());
+        let m = cgroups::open_for(rel, res);
         let made = m.create().and_then(|_| m.apply(res));
         match made {
             Ok(w) => warnings = w,

@@ -200,26 +200,40 @@ pub fn parse_v1_mounts(mountinfo: &str) -> Vec<(Vec<String>, PathBuf)> {
     out
 }
 
-/// The manager for cgroup `rel` (e.g. "pinnace/ID") on this host. The host's
-/// layout and v1 mounts are read once per process.
+/// The manager for cgroup `rel` (e.g. "pinnace/ID") on this host, seeing
+/// every hierarchy a container may have joined (to read, kill, remove). The
+/// host's layout and v1 mounts are read once per process.
 pub fn open(rel: &Path) -> Box<dyn Manager> {
-    open_with(rel, true)
+    open_with(rel, None)
 }
 
-/// As [`open`]; `cpuset` false leaves v1's cpuset hierarchy out.
-pub fn open_with(rel: &Path, cpuset: bool) -> Box<dyn Manager> {
+/// The host's layout: (mode, v1 hierarchies), read once per process.
+pub fn layout() -> &'static (Mode, Vec<(Vec<String>, PathBuf)>) {
     type V1Mounts = Vec<(Vec<String>, PathBuf)>;
     static LAYOUT: std::sync::OnceLock<(Mode, V1Mounts)> = std::sync::OnceLock::new();
-    let root = Path::new(CGROUP_ROOT);
-    let (mode, mounts) = LAYOUT.get_or_init(|| {
-        let mode = detect(root);
+    LAYOUT.get_or_init(|| {
+        let mode = detect(Path::new(CGROUP_ROOT));
         (mode, if mode == Mode::V2 { Vec::new() } else { v1_mounts() })
-    });
+    })
+}
+
+/// As [`open`], for a container with limits `r` (on v1, joining only the
+/// hierarchies [`v1::needed`] names).
+pub fn open_for(rel: &Path, r: &Resources) -> Box<dyn Manager> {
+    open_with(rel, Some(v1::needed(r)))
+}
+
+fn open_with(rel: &Path, only: Option<Vec<&'static str>>) -> Box<dyn Manager> {
+    let root = Path::new(CGROUP_ROOT);
+    let (mode, mounts) = layout();
     match mode {
         Mode::V2 => Box::new(v2::V2::new(root.to_path_buf(), rel.to_path_buf())),
         Mode::V1 | Mode::Hybrid => {
             let m = v1::V1::new(mounts.clone(), rel.to_path_buf());
-            Box::new(if cpuset { m } else { m.without_cpuset() })
+            Box::new(match only {
+                Some(o) => m.only(o),
+                None => m,
+            })
         }
     }
 }

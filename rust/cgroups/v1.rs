@@ -15,25 +15,48 @@ const V1_UNLIMITED: u64 = 1 << 62;
 pub struct V1 {
     mounts: Vec<(Vec<String>, PathBuf)>,
     rel: PathBuf,
-    /// Join the cpuset hierarchy too (only worth its cost when limiting cpus)
-    cpuset: bool,
+    /// The controllers to join; None for all of [`CONTROLLERS`] (the view
+    /// used to read, kill and remove whatever a container joined).
+    only: Option<Vec<&'static str>>,
+}
+
+/// The v1 controllers a container with limits `r` joins. Each hierarchy costs
+/// a mkdir, a join, a bind inside the container and an rmdir on every start,
+/// so only what the limits or `stats` need: memory, cpuacct (CPU usage) and
+/// pids always; cpu, blkio and cpuset when limits ask for them. freezer is
+/// not needed: the container's pid namespace dies with its first process.
+pub fn needed(r: &Resources) -> Vec<&'static str> {
+    let mut c = vec!["memory", "cpuacct", "pids"];
+    if r.cpu_quota.is_some() || r.cpu_period.is_some() || r.cpu_shares.is_some() {
+        c.push("cpu");
+    }
+    if r.blkio_weight.is_some() || !r.read_bps.is_empty() || !r.write_bps.is_empty() {
+        c.push("blkio");
+    }
+    if r.cpuset_cpus.is_some() || r.cpuset_mems.is_some() {
+        c.push("cpuset");
+    }
+    c
 }
 
 impl V1 {
     /// `mounts`: (controllers, mount point) for each v1 hierarchy.
     pub fn new(mounts: Vec<(Vec<String>, PathBuf)>, rel: PathBuf) -> Self {
-        V1 { mounts, rel, cpuset: true }
+        V1 { mounts, rel, only: None }
     }
 
-    /// Leave the cpuset hierarchy out: a new cpuset cgroup must be seeded
-    /// with its parent's cpus and mems, four more file operations per run.
-    pub fn without_cpuset(mut self) -> Self {
-        self.cpuset = false;
+    /// Join only `controllers` (see [`needed`]).
+    pub fn only(mut self, controllers: Vec<&'static str>) -> Self {
+        self.only = Some(controllers);
         self
     }
 
+    fn wanted(&self, controller: &str) -> bool {
+        CONTROLLERS.contains(&controller) && self.only.as_ref().is_none_or(|o| o.contains(&controller))
+    }
+
     fn mount_of(&self, controller: &str) -> Option<&PathBuf> {
-        if controller == "cpuset" && !self.cpuset {
+        if !self.wanted(controller) {
             return None;
         }
         self.mounts.iter().find(|(c, _)| c.iter().any(|x| x == controller)).map(|(_, m)| m)
@@ -65,7 +88,7 @@ impl V1 {
     fn hierarchies(&self) -> Vec<(&Vec<String>, &PathBuf)> {
         self.mounts
             .iter()
-            .filter(|(c, _)| c.iter().any(|x| CONTROLLERS.contains(&x.as_str()) && (self.cpuset || x != "cpuset")))
+            .filter(|(c, _)| c.iter().any(|x| self.wanted(x)))
             .map(|(c, m)| (c, m))
             .collect()
     }
@@ -344,12 +367,17 @@ mod tests {
     }
 
     #[test]
-    fn cpuset_is_left_out_unless_wanted() {
+    fn only_the_needed_hierarchies_are_joined() {
         let (d, m) = fake();
-        let m = m.without_cpuset();
+        let m = m.only(needed(&Resources::default()));
         m.create().unwrap();
         assert!(!d.path().join("cpuset/pinnace").exists());
-        assert_eq!(m.procs_files().len(), 5);
+        assert!(!d.path().join("freezer/pinnace").exists());
+        assert!(!d.path().join("blkio/pinnace").exists());
+        // cpu is comounted with cpuacct here, so that hierarchy is joined
+        assert_eq!(m.procs_files().len(), 3);
+        let r = Resources { cpu_quota: Some(1), write_bps: vec![(1, 2, 3)], ..Default::default() };
+        assert_eq!(needed(&r), vec!["memory", "cpuacct", "pids", "cpu", "blkio"]);
         m.destroy().unwrap();
         assert!(!d.path().join("memory/pinnace/c1").exists());
         assert!(d.path().join("memory/pinnace").exists());
