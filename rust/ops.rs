@@ -62,6 +62,9 @@ pub enum Op {
     /// Bind a path onto itself read-only; a missing path is skipped.
     Readonly { path: CString },
     PivotRoot { root: CString },
+    /// A read-only bind whose source may be missing (then nothing happens):
+    /// a container's cgroup directory, when it has none.
+    OptionalBind { src: CString, target: CString },
     /// Remount the (new) root read-only.
     ReadonlyRoot,
     /// Make a mount read-only (after what had to be made inside it).
@@ -95,6 +98,7 @@ impl Op {
             Op::Mask { path } => format!("mask {}", s(path)),
             Op::Readonly { path } => format!("make {} read-only", s(path)),
             Op::PivotRoot { root } => format!("pivot_root into {}", s(root)),
+            Op::OptionalBind { src, target } => format!("bind mount {} on {}", s(src), s(target)),
             Op::ReadonlyRoot => "remount the root filesystem read-only".into(),
             Op::RemountReadonly { target } => format!("remount {} read-only", s(target)),
             Op::Sethostname { name } => format!("set hostname {}", s(name)),
@@ -179,6 +183,11 @@ fn run_op(op: &Op, sys: &dyn Sys) -> SysResult {
             Ok(()) => sys.mount(None, path, None, MS_RO_BIND | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, None),
         },
         Op::PivotRoot { root } => sys.pivot_root(root),
+        Op::OptionalBind { src, target } => match sys.mount(Some(src), target, None, libc::MS_BIND, None) {
+            Err(Errno::ENOENT) => Ok(()),
+            Err(e) => Err(e),
+            Ok(()) => sys.mount(None, target, None, MS_RO_BIND | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, None),
+        },
         Op::ReadonlyRoot => sys.mount(None, c"/", None, MS_RO_BIND, None),
         Op::RemountReadonly { target } => {
             sys.mount(None, target, None, MS_RO_BIND | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, None)

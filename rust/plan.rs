@@ -274,13 +274,9 @@ impl Builder {
                 let name = controllers.join(",");
                 let target = dest.join(&name);
                 self.ops.push(Op::Mkdir { path: cpath(&target)? });
-                self.ops.push(Op::Mount {
-                    src: Some(cpath(&mount.join(&rel))?),
-                    target: cpath(&target)?,
-                    fstype: None,
-                    flags: libc::MS_BIND | base | ro,
-                    data: None,
-                });
+                // optional: a host that cannot give the container a cgroup
+                // runs it without one (see spawn)
+                self.ops.push(Op::OptionalBind { src: cpath(&mount.join(&rel))?, target: cpath(&target)? });
                 if controllers.len() > 1 {
                     for c in &controllers {
                         self.ops.push(Op::Symlink { target: cstr(&name)?, link: cpath(&dest.join(c))? });

@@ -202,17 +202,31 @@ pub fn spawn(plan: Plan, stdio: [Stdio; 3], opts: Options, go_now: bool) -> Resu
     let mut procs = Vec::new();
     if let Some((rel, res)) = &plan.cgroup {
         let m = cgroups::open_for(rel, res);
-        let made = m.create().and_then(|_| m.apply(res));
-        match made {
-            Ok(w) => warnings = w,
-            Err(e) => {
+        match m.create() {
+            // No cgroup can be made here (a read-only /sys/fs/cgroup inside
+            // another container, say): without limits to enforce, run without
+            // one, as the limits' absence asks nothing of it.
+            Err(e) if res.is_empty() => {
                 let _ = m.destroy();
-                return Err(e.into());
+                warnings.push(format!("{e}: running without a cgroup of its own (no stats, no limits)"));
+            }
+            made => {
+                match made.and_then(|_| m.apply(res)) {
+                    Ok(w) => warnings = w,
+                    Err(e) => {
+                        let _ = m.destroy();
+                        return Err(e.into());
+                    }
+                }
+                use std::os::unix::ffi::OsStrExt;
+                procs = m
+                    .procs_files()
+                    .iter()
+                    .map(|p| std::ffi::CString::new(p.as_os_str().as_bytes()).expect("no NUL in a path"))
+                    .collect();
+                cgroup = Some(m);
             }
         }
-        use std::os::unix::ffi::OsStrExt;
-        procs = m.procs_files().iter().map(|p| std::ffi::CString::new(p.as_os_str().as_bytes()).expect("no NUL in a path")).collect();
-        cgroup = Some(m);
     }
     // Dropped on every early return below: the cgroup goes with it.
     struct CgroupGuard(Option<Box<dyn Manager>>);

@@ -256,3 +256,19 @@ def test_container_sees_its_own_limits_in_sys_fs_cgroup():
                "touch /sys/fs/cgroup/x", "--memory", "64m", "--pids-limit", "33")
         assert r.out.split()[:2] == [str(64 << 20), "33"]
     assert "Read-only file system" in r.err
+
+
+def test_a_host_without_writable_cgroups_runs_containers_without_one(tmp_path):
+    """Inside another container /sys/fs/cgroup is often read-only: without
+    limits, run anyway (with a warning); with limits, refuse in one line."""
+    script = tmp_path / "ro.sh"
+    script.write_text(
+        "set -e\n"
+        "for m in $(awk '$3 ~ /^cgroup/ {print $2}' /proc/self/mounts); do mount -o remount,bind,ro $m; done\n"
+        f"{PINNACE} run --rm host echo hi\n"
+        f"{PINNACE} run --rm --memory 64m host echo limited || echo refused $?\n")
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", str(script)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.stdout.splitlines() == ["hi", "refused 125"], (r.stdout, r.stderr)
+    assert "running without a cgroup of its own" in r.stderr
+    assert "Read-only file system" in r.stderr
