@@ -51,6 +51,8 @@ const MSG_OP: u32 = 2;
 const MSG_IDENTITY: u32 = 3;
 const MSG_EXEC: u32 = 4;
 const MSG_CGROUP: u32 = 5;
+/// MSG_CGROUP's index for the cgroup-namespace step (else: which procs file)
+const CGROUPNS_STEP: u32 = u32::MAX;
 
 const IDENTITY_STAGES: &[&str] = &[
     "keep capabilities across the user switch",
@@ -592,11 +594,9 @@ impl Container {
                     errno,
                 },
                 MSG_CGROUP => Error::Setup {
-                    what: match self.plan.cgroup.as_ref() {
-                        Some((rel, _)) if (m.index as usize) < self.cgroup.as_ref().map_or(0, |c| c.procs_files().len()) => {
-                            format!("join cgroup {}", rel.display())
-                        }
-                        _ => "unshare the cgroup namespace".into(),
+                    what: match (m.index, self.plan.cgroup.as_ref()) {
+                        (CGROUPNS_STEP, _) | (_, None) => "unshare the cgroup namespace".into(),
+                        (_, Some((rel, _))) => format!("join cgroup {}", rel.display()),
                     },
                     errno,
                 },
@@ -935,7 +935,7 @@ unsafe fn child(a: &ChildArgs) -> ! {
         libc::close(fd);
     }
     if a.unshare_cgroupns && libc::unshare(libc::CLONE_NEWCGROUP) < 0 {
-        report(a.msg_w, MSG_CGROUP, a.cgroup_procs.len() as u32, Errno::last());
+        report(a.msg_w, MSG_CGROUP, CGROUPNS_STEP, Errno::last());
         libc::_exit(125);
     }
     if a.plan.id_maps.is_some() {

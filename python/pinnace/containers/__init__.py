@@ -100,7 +100,8 @@ _NOUN = ("albatross", "barque", "brig", "clipper", "cutter", "dinghy", "galleon"
          "pinnace", "schooner", "skiff", "sloop", "tender", "yawl", "junk", "dhow", "coracle", "frigate", "punt")
 
 
-def _now() -> str:
+def now() -> str:
+    """An RFC 3339 timestamp with nanoseconds, as docker writes them."""
     t = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
@@ -365,10 +366,6 @@ class Store:
 
 def new_id() -> str:
     return os.urandom(32).hex()
-
-
-def now() -> str:
-    return _now()
 
 
 __all__ = ["Store", "Paths", "new_id", "now", "write_atomic", "default_root", "default_runroot"]
