@@ -4,7 +4,6 @@
 //! Pure logic apart from `stat` on bind-mount sources; unit-tested on
 //! tempdirs without root.
 
-use std::collections::HashSet;
 use std::ffi::CString;
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
@@ -14,7 +13,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Mount, Spec};
 
 use crate::cgroups::Resources;
 use crate::error::{Error, Result};
-use crate::ops::Op;
+use crate::ops::{InRoot, Make, Op, Target};
 
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -106,9 +105,12 @@ fn cpath(p: &Path) -> Result<CString> {
     cstr(p.as_os_str().as_bytes())
 }
 
-/// `root` joined with an absolute in-container path, refusing `..`.
-pub fn join_in_root(root: &Path, dest: &Path) -> Result<PathBuf> {
-    let mut out = root.to_path_buf();
+/// An absolute in-container path as one relative to the root ("dev/pts";
+/// "." for the root), refusing `..`. The child looks it up inside the root,
+/// never by joining it onto the root's host path: a symlink in the image
+/// must not be followed on the host.
+pub fn in_root(dest: &Path) -> Result<InRoot> {
+    let mut out = PathBuf::new();
     for c in dest.components() {
         match c {
             Component::Normal(n) => out.push(n),
@@ -118,12 +120,18 @@ pub fn join_in_root(root: &Path, dest: &Path) -> Result<PathBuf> {
             }
         }
     }
-    Ok(out)
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    if out.as_os_str().len() >= libc::PATH_MAX as usize {
+        return Err(Error::Spec(format!("path {} is too long", dest.display())));
+    }
+    Ok(InRoot { rel: cpath(&out)?, no_symlinks: false })
 }
 
-/// Every directory from just below `root` down to `path` itself.
-fn dir_chain(root: &Path, path: &Path) -> Vec<PathBuf> {
-    let mut chain: Vec<PathBuf> = path.ancestors().take_while(|p| *p != root && p.starts_with(root)).map(Path::to_path_buf).collect();
+/// Every directory from just below `/` down to `path` itself.
+fn dir_chain(path: &Path) -> Vec<PathBuf> {
+    let mut chain: Vec<PathBuf> = path.ancestors().take_while(|p| *p != Path::new("/")).map(Path::to_path_buf).collect();
     chain.reverse();
     chain
 }
@@ -221,7 +229,6 @@ fn rlimit_resource(name: &str) -> Result<i32> {
 
 struct Builder {
     ops: Vec<Op>,
-    made: HashSet<PathBuf>,
     /// The container's cgroup and the v1 controllers it joins.
     cgroup: Option<(PathBuf, Vec<&'static str>)>,
     /// The host's cgroup layout, for mounts of type "cgroup".
@@ -229,28 +236,19 @@ struct Builder {
 }
 
 impl Builder {
-    fn mkdirs(&mut self, root: &Path, path: &Path) -> Result<()> {
-        for dir in dir_chain(root, path) {
-            if self.made.insert(dir.clone()) {
-                self.ops.push(Op::Mkdir { path: cpath(&dir)? });
-            }
-        }
-        Ok(())
-    }
-
     /// A mount of type "cgroup": the container's own cgroups, as runc does.
     /// On v2 a cgroup2 mount (rooted at the container's cgroup when it has
     /// its own cgroup namespace); on v1 a tmpfs holding a bind of the
     /// container's directory in each hierarchy.
-    fn cgroup_mount(&mut self, root: &Path, dest: &Path, flags: c_ulong) -> Result<()> {
+    fn cgroup_mount(&mut self, dest: &Path, flags: c_ulong) -> Result<()> {
         use crate::cgroups::Mode;
-        self.mkdirs(root, dest)?;
+        let at = in_root(dest)?;
         let base = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
         let ro = flags & libc::MS_RDONLY;
         if self.layout.0 == Mode::V2 {
             self.ops.push(Op::Mount {
                 src: Some(cstr("cgroup2")?),
-                target: cpath(dest)?,
+                target: Target::Root(at, Make::Dir),
                 fstype: Some(cstr("cgroup2")?),
                 flags: base | ro,
                 data: None,
@@ -259,7 +257,7 @@ impl Builder {
         }
         self.ops.push(Op::Mount {
             src: Some(cstr("tmpfs")?),
-            target: cpath(dest)?,
+            target: Target::Root(at.clone(), Make::Dir),
             fstype: Some(cstr("tmpfs")?),
             flags: base,
             data: Some(cstr("mode=755")?),
@@ -272,31 +270,33 @@ impl Builder {
                     continue;
                 }
                 let name = controllers.join(",");
-                let target = dest.join(&name);
-                self.ops.push(Op::Mkdir { path: cpath(&target)? });
                 // optional: a host that cannot give the container a cgroup
                 // runs it without one (see spawn)
-                self.ops.push(Op::OptionalBind { src: cpath(&mount.join(&rel))?, target: cpath(&target)? });
+                self.ops.push(Op::OptionalBind { src: cpath(&mount.join(&rel))?, target: in_root(&dest.join(&name))? });
                 if controllers.len() > 1 {
                     for c in &controllers {
-                        self.ops.push(Op::Symlink { target: cstr(&name)?, link: cpath(&dest.join(c))? });
+                        self.ops.push(Op::Symlink { target: cstr(&name)?, dir: at.clone(), name: cstr(c)? });
                     }
                 }
             }
         }
         if ro != 0 {
-            self.ops.push(Op::RemountReadonly { target: cpath(dest)? });
+            self.ops.push(Op::RemountReadonly { target: at });
         }
         Ok(())
     }
 
-    fn mount(&mut self, root: &Path, m: &Mount) -> Result<()> {
-        let dest = join_in_root(root, m.destination())?;
+    fn mount(&mut self, m: &Mount) -> Result<()> {
+        let dest = m.destination();
+        let mut at = in_root(dest)?;
         let (mut flags, data) = parse_mount_options(m.options().as_deref().unwrap_or(&[]));
         let typ = m.typ().clone().unwrap_or_default();
         if typ == "cgroup" {
-            return self.cgroup_mount(root, &dest, flags);
+            return self.cgroup_mount(dest, flags);
         }
+        // An image could otherwise point /proc or /sys at a directory where
+        // procfs or sysfs would be harmful (runc refuses the same).
+        at.no_symlinks = typ == "proc" || typ == "sysfs";
         if typ == "bind" {
             flags |= libc::MS_BIND;
         }
@@ -312,17 +312,10 @@ impl Builder {
             (true, None) => return Err(Error::Spec(format!("bind mount on {} has no source", m.destination().display()))),
             _ => true,
         };
-        if src_is_dir {
-            self.mkdirs(root, &dest)?;
-        } else {
-            if let Some(parent) = dest.parent() {
-                self.mkdirs(root, parent)?;
-            }
-            self.ops.push(Op::Touch { path: cpath(&dest)? });
-        }
+        let make = if src_is_dir { Make::Dir } else { Make::File };
         self.ops.push(Op::Mount {
             src: src.map(|s| cpath(s)).transpose()?,
-            target: cpath(&dest)?,
+            target: Target::Root(at.clone(), make),
             fstype: if bind { None } else { Some(cstr(&typ)?) },
             flags,
             data: if data.is_empty() { None } else { Some(cstr(&data)?) },
@@ -330,14 +323,15 @@ impl Builder {
         if m.destination() == Path::new("/dev") && !bind {
             for (name, major, minor) in DEFAULT_DEVICES {
                 self.ops.push(Op::Device {
-                    path: cpath(&dest.join(name))?,
+                    dir: at.clone(),
+                    name: cstr(name)?,
                     mode: libc::S_IFCHR | 0o666,
                     dev: libc::makedev(*major, *minor),
                     host: cstr(format!("/dev/{name}"))?,
                 });
             }
             for (target, link) in DEV_SYMLINKS {
-                self.ops.push(Op::Symlink { target: cstr(target)?, link: cpath(&dest.join(link))? });
+                self.ops.push(Op::Symlink { target: cstr(target)?, dir: at.clone(), name: cstr(link)? });
             }
         }
         Ok(())
@@ -410,12 +404,17 @@ pub fn build(spec: &Spec) -> Result<Plan> {
     };
     let mut b = Builder {
         ops: Vec::new(),
-        made: HashSet::new(),
         cgroup: cgroup.as_ref().map(|(rel, r)| (rel.clone(), crate::cgroups::v1::needed(r))),
         layout,
     };
     // Nothing we mount may leak back to the host.
-    b.ops.push(Op::Mount { src: None, target: cstr("/")?, fstype: None, flags: libc::MS_REC | libc::MS_PRIVATE, data: None });
+    b.ops.push(Op::Mount {
+        src: None,
+        target: Target::Host(cstr("/")?),
+        fstype: None,
+        flags: libc::MS_REC | libc::MS_PRIVATE,
+        data: None,
+    });
     if clone_flags & libc::CLONE_NEWNET != 0 {
         b.ops.push(Op::LoopbackUp);
     }
@@ -434,7 +433,7 @@ pub fn build(spec: &Spec) -> Result<Plan> {
             let (flags, data) = parse_mount_options(m.options().as_deref().unwrap_or(&[]));
             b.ops.push(Op::Mount {
                 src: m.source().as_ref().map(|s| cpath(s)).transpose()?,
-                target: root_c.clone(),
+                target: Target::Host(root_c.clone()),
                 fstype: m.typ().as_ref().map(cstr).transpose()?,
                 flags,
                 data: if data.is_empty() { None } else { Some(cstr(&data)?) },
@@ -443,20 +442,23 @@ pub fn build(spec: &Spec) -> Result<Plan> {
         // pivot_root needs the new root to be a mount point.
         None => b.ops.push(Op::Mount {
             src: Some(root_c.clone()),
-            target: root_c.clone(),
+            target: Target::Host(root_c.clone()),
             fstype: None,
             flags: libc::MS_BIND | libc::MS_REC,
             data: None,
         }),
     }
+    // From here on every path of the container's is looked up from the
+    // root as the image built it, never through the host's path to it.
+    b.ops.push(Op::OpenRoot { path: root_c.clone() });
     for m in mounts.iter().filter(|m| m.destination() != Path::new("/")) {
-        b.mount(&rootfs, m)?;
+        b.mount(m)?;
     }
     for p in linux.and_then(|l| l.masked_paths().as_ref()).into_iter().flatten() {
-        b.ops.push(Op::Mask { path: cpath(&join_in_root(&rootfs, Path::new(p))?)? });
+        b.ops.push(Op::Mask { path: in_root(Path::new(p))? });
     }
     for p in linux.and_then(|l| l.readonly_paths().as_ref()).into_iter().flatten() {
-        b.ops.push(Op::Readonly { path: cpath(&join_in_root(&rootfs, Path::new(p))?)? });
+        b.ops.push(Op::Readonly { path: in_root(Path::new(p))? });
     }
     b.ops.push(Op::PivotRoot { root: root_c });
     if root.readonly().unwrap_or(false) {
@@ -475,9 +477,11 @@ pub fn build(spec: &Spec) -> Result<Plan> {
     if !cwd.is_absolute() {
         return Err(Error::Spec(format!("working directory {} is not absolute", cwd.display())));
     }
-    // Like docker, create a missing working directory.
-    b.made.clear();
-    b.mkdirs(Path::new("/"), cwd)?;
+    // Like docker, create a missing working directory (inside the new root:
+    // no path of the host's is reachable any more).
+    for dir in dir_chain(cwd) {
+        b.ops.push(Op::Mkdir { path: cpath(&dir)? });
+    }
     b.ops.push(Op::Chdir { path: cpath(cwd)? });
 
     let user = process.user();
@@ -589,9 +593,10 @@ mod tests {
     }
 
     #[test]
-    fn join_refuses_dotdot() {
-        assert_eq!(join_in_root(Path::new("/r"), Path::new("/a/./b")).unwrap(), PathBuf::from("/r/a/b"));
-        assert!(join_in_root(Path::new("/r"), Path::new("/a/../../etc")).is_err());
+    fn paths_in_the_root_are_relative_and_refuse_dotdot() {
+        assert_eq!(in_root(Path::new("/a/./b")).unwrap().rel, cstr("a/b").unwrap());
+        assert_eq!(in_root(Path::new("/")).unwrap().rel, cstr(".").unwrap());
+        assert!(in_root(Path::new("/a/../../etc")).is_err());
     }
 
     #[test]
@@ -616,16 +621,17 @@ mod tests {
         assert_eq!(d[0], "remount /");
         assert_eq!(d[1], "bring up the loopback interface");
         assert_eq!(d[2], "mount overlay on /r");
-        assert_eq!(d[3], "create directory /r/dev");
-        assert_eq!(d[4], "mount tmpfs on /r/dev");
-        assert!(d.contains(&"create device /r/dev/null".to_string()));
-        assert!(d.contains(&"create symlink /r/dev/ptmx".to_string()));
-        let i = d.iter().position(|x| x == "create mount point /r/etc/conf").unwrap();
-        assert_eq!(d[i - 1], "create directory /r/etc");
-        assert!(d[i + 1].starts_with("bind mount"));
+        assert_eq!(d[3], "open the root filesystem /r");
+        assert_eq!(d[4], "mount tmpfs on /dev");
+        assert!(matches!(&plan.ops[4], Op::Mount { target: Target::Root(p, Make::Dir), .. } if p.rel.as_bytes() == b"dev"));
+        assert!(d.contains(&"create device /dev/null".to_string()));
+        assert!(d.contains(&"create symlink /dev/ptmx".to_string()));
+        let i = d.iter().position(|x| x.starts_with("bind mount") && x.ends_with(" on /etc/conf")).unwrap();
+        // a file bind: the mount point is made as a file, its directories as directories
+        assert!(matches!(&plan.ops[i], Op::Mount { target: Target::Root(_, Make::File), .. }));
         let p = d.iter().position(|x| x == "pivot_root into /r").unwrap();
-        assert_eq!(d[p - 2], "mask /r/proc/kcore");
-        assert_eq!(d[p - 1], "make /r/proc/sys read-only");
+        assert_eq!(d[p - 2], "mask /proc/kcore");
+        assert_eq!(d[p - 1], "make /proc/sys read-only");
         assert_eq!(
             &d[p + 1..],
             &[
@@ -686,6 +692,24 @@ mod tests {
         assert_eq!(p.clone_flags & libc::CLONE_NEWCGROUP, 0);
         let bad = spec(base(serde_json::json!({"linux": {"cgroupsPath": "../escape"}})));
         assert!(build(&bad).is_err());
+    }
+
+    #[test]
+    fn proc_and_sysfs_refuse_symlinks_other_mounts_follow_them() {
+        let s = spec(base(serde_json::json!({"mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs"},
+            {"destination": "/data", "type": "tmpfs", "source": "tmpfs"}]})));
+        let strict: Vec<bool> = build(&s)
+            .unwrap()
+            .ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::Mount { target: Target::Root(p, _), .. } => Some(p.no_symlinks),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(strict, vec![true, true, false]);
     }
 
     #[test]

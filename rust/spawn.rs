@@ -949,7 +949,7 @@ unsafe fn child(a: &ChildArgs) -> ! {
         libc::syscall(libc::SYS_setresuid, 0, 0, 0);
     }
     libc::umask(0);
-    if let Err((i, e)) = run_ops(&a.plan.ops, &Kernel { root_fd: a.root_fd }) {
+    if let Err((i, e)) = run_ops(&a.plan.ops, &Kernel::new(a.root_fd)) {
         report(a.msg_w, MSG_OP, i as u32, e);
         libc::_exit(125);
     }
