@@ -34,9 +34,10 @@ pub enum Make {
 pub struct InRoot {
     /// Relative to the root ("dev/pts"); "." is the root itself.
     pub rel: CString,
-    /// Refuse a symlink anywhere on the way: proc and sysfs go on plain
-    /// directories only (as runc insists), never where an image points them.
-    pub no_symlinks: bool,
+    /// Refuse a symlink as the path itself (ELOOP): proc and sysfs go on
+    /// plain directories only (as runc insists), never where an image
+    /// points them.
+    pub nofollow: bool,
 }
 
 impl InRoot {
@@ -353,11 +354,11 @@ fn run_op(op: &Op, sys: &dyn Sys) -> SysResult {
 /// or `..` stops at the root), never through /proc's magic links.
 const RESOLVE: u64 = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
 
-fn openat2(dir: RawFd, path: &CStr, resolve: u64) -> std::result::Result<RawFd, Errno> {
+fn openat2(dir: RawFd, path: &CStr, flags: libc::c_int) -> std::result::Result<RawFd, Errno> {
     // SAFETY: open_how is plain data; zeroed is its documented default.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
-    how.resolve = resolve;
+    how.flags = (libc::O_PATH | libc::O_CLOEXEC | flags) as u64;
+    how.resolve = RESOLVE;
     // EAGAIN: a rename raced with a lookup through ".."; the kernel asks to retry.
     for _ in 0..16 {
         let fd = unsafe {
@@ -378,11 +379,11 @@ fn openat2(dir: RawFd, path: &CStr, resolve: u64) -> std::result::Result<RawFd, 
 /// missing component is made with mkdirat in the directory its parent
 /// resolved to, which never follows a symlink, so nothing is ever made
 /// outside `root`. A dangling symlink on the way is ENOENT (as runc's
-/// securejoin has it), not followed. `no_symlinks` refuses any symlink
-/// (ELOOP). Allocation-free: safe between clone and exec.
-pub fn open_in_root(root: RawFd, rel: &CStr, make: Make, no_symlinks: bool) -> std::result::Result<RawFd, Errno> {
-    let resolve = RESOLVE | if no_symlinks { libc::RESOLVE_NO_SYMLINKS } else { 0 };
-    match openat2(root, rel, resolve) {
+/// securejoin has it), not followed. With `nofollow`, `rel` itself must
+/// not be a symlink (ELOOP); the way to it may pass through some.
+/// Allocation-free: safe between clone and exec.
+pub fn open_in_root(root: RawFd, rel: &CStr, make: Make, nofollow: bool) -> std::result::Result<RawFd, Errno> {
+    match open_last(root, rel, nofollow) {
         Err(Errno::ENOENT) if make != Make::Nothing => {}
         r => return r,
     }
@@ -413,7 +414,8 @@ pub fn open_in_root(root: RawFd, rel: &CStr, make: Make, no_symlinks: bool) -> s
         // SAFETY: NUL-terminated at `end`, and `rel` holds no other NUL.
         let prefix = unsafe { CStr::from_bytes_with_nul_unchecked(&buf[..=end]) };
         let name = unsafe { CStr::from_bytes_with_nul_unchecked(&buf[start..=end]) };
-        let next = match openat2(root, prefix, resolve) {
+        let open = |p| if last { open_last(root, p, nofollow) } else { openat2(root, p, 0) };
+        let next = match open(prefix) {
             Err(Errno::ENOENT) => {
                 let made = if last && make == Make::File {
                     let fd = unsafe {
@@ -433,7 +435,7 @@ pub fn open_in_root(root: RawFd, rel: &CStr, make: Make, no_symlinks: bool) -> s
                 match made {
                     // EEXIST/ELOOP: a dangling symlink is there; the lookup
                     // below says ENOENT, as the first one did.
-                    Ok(()) | Err(Errno::EEXIST) | Err(Errno::ELOOP) => openat2(root, prefix, resolve),
+                    Ok(()) | Err(Errno::EEXIST) | Err(Errno::ELOOP) => open(prefix),
                     Err(e) => Err(e),
                 }
             }
@@ -450,6 +452,21 @@ pub fn open_in_root(root: RawFd, rel: &CStr, make: Make, no_symlinks: bool) -> s
         start = end;
     };
     result
+}
+
+/// The lookup of the path itself: with `nofollow`, a symlink there is ELOOP.
+fn open_last(root: RawFd, path: &CStr, nofollow: bool) -> std::result::Result<RawFd, Errno> {
+    if !nofollow {
+        return openat2(root, path, 0);
+    }
+    let fd = openat2(root, path, libc::O_NOFOLLOW)?;
+    match stat_fd(fd) {
+        Ok(st) if st.st_mode & libc::S_IFMT != libc::S_IFLNK => Ok(fd),
+        r => {
+            unsafe { libc::close(fd) };
+            Err(r.err().unwrap_or(Errno::ELOOP))
+        }
+    }
 }
 
 /// "/proc/self/fd/N", NUL-terminated, on the stack: how a mount is pointed
@@ -561,7 +578,7 @@ impl Sys for Kernel {
         if root < 0 {
             return Err(Errno::EBADF);
         }
-        open_in_root(root, &path.rel, make, path.no_symlinks)
+        open_in_root(root, &path.rel, make, path.nofollow)
     }
     fn is_root(&self, fd: RawFd) -> std::result::Result<bool, Errno> {
         let (a, b) = (stat_fd(fd)?, stat_fd(self.root.get())?);
@@ -829,7 +846,7 @@ mod tests {
     }
 
     fn r(rel: &str) -> InRoot {
-        InRoot { rel: c(rel), no_symlinks: false }
+        InRoot { rel: c(rel), nofollow: false }
     }
 
     #[test]
@@ -1092,11 +1109,20 @@ mod tests {
     }
 
     #[test]
-    fn no_symlinks_refuses_any_link() {
+    fn nofollow_refuses_a_symlink_as_the_path_itself() {
         let t = tree();
         symlink("/", t.root.join("proc")).unwrap();
-        assert_eq!(open_in_root(t.fd.as_raw_fd(), c"proc", Make::Dir, true), Err(Errno::ELOOP));
-        let fd = open_in_root(t.fd.as_raw_fd(), c"usr/lib", Make::Dir, true).unwrap();
-        unsafe { libc::close(fd) };
+        symlink("usr", t.root.join("u")).unwrap();
+        symlink("/gone", t.root.join("dangling")).unwrap();
+        let fd = t.fd.as_raw_fd();
+        assert_eq!(open_in_root(fd, c"proc", Make::Dir, true), Err(Errno::ELOOP));
+        assert_eq!(open_in_root(fd, c"u", Make::Nothing, true), Err(Errno::ELOOP));
+        assert_eq!(open_in_root(fd, c"dangling", Make::Dir, true), Err(Errno::ELOOP));
+        // on the way to it, a symlink is followed in the root as usual
+        for (rel, make) in [(c"u/lib", Make::Nothing), (c"u/new/sys", Make::Dir)] {
+            let got = open_in_root(fd, rel, make, true).unwrap();
+            unsafe { libc::close(got) };
+        }
+        assert!(t.root.join("usr/new/sys").is_dir());
     }
 }

@@ -126,7 +126,7 @@ pub fn in_root(dest: &Path) -> Result<InRoot> {
     if out.as_os_str().len() >= libc::PATH_MAX as usize {
         return Err(Error::Spec(format!("path {} is too long", dest.display())));
     }
-    Ok(InRoot { rel: cpath(&out)?, no_symlinks: false })
+    Ok(InRoot { rel: cpath(&out)?, nofollow: false })
 }
 
 /// Every directory from just below `/` down to `path` itself.
@@ -296,7 +296,7 @@ impl Builder {
         }
         // An image could otherwise point /proc or /sys at a directory where
         // procfs or sysfs would be harmful (runc refuses the same).
-        at.no_symlinks = typ == "proc" || typ == "sysfs";
+        at.nofollow = typ == "proc" || typ == "sysfs";
         if typ == "bind" {
             flags |= libc::MS_BIND;
         }
@@ -695,7 +695,7 @@ mod tests {
     }
 
     #[test]
-    fn proc_and_sysfs_refuse_symlinks_other_mounts_follow_them() {
+    fn proc_and_sysfs_refuse_a_symlink_as_their_mount_point() {
         let s = spec(base(serde_json::json!({"mounts": [
             {"destination": "/proc", "type": "proc", "source": "proc"},
             {"destination": "/sys", "type": "sysfs", "source": "sysfs"},
@@ -705,7 +705,7 @@ mod tests {
             .ops
             .iter()
             .filter_map(|o| match o {
-                Op::Mount { target: Target::Root(p, _), .. } => Some(p.no_symlinks),
+                Op::Mount { target: Target::Root(p, _), .. } => Some(p.nofollow),
                 _ => None,
             })
             .collect();
