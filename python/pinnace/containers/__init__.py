@@ -20,6 +20,8 @@ import fcntl
 import os
 import time
 
+from pinnace._files import write_atomic
+
 from pinnace._jsonenc import dumps
 from pinnace.errors import Conflict, ContainerNotFound, UsageError
 
@@ -108,13 +110,6 @@ def now() -> str:
 
 def _valid_name(name: str) -> bool:
     return bool(name) and name[0].isalnum() and all(c.isalnum() or c in "_.-" for c in name)
-
-
-def write_atomic(path: str, data: str) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        f.write(data)
-    os.rename(tmp, path)
 
 
 class Paths:
@@ -350,7 +345,14 @@ class Store:
         from pinnace import _core
 
         for cid in _core.cgroup_children(CGROUP_PARENT):
-            if not os.path.isdir(os.path.join(self.containers, cid)) or not self.owner_alive(self.paths(cid)):
+            if os.path.isdir(os.path.join(self.containers, cid)):
+                if not self.owner_alive(self.paths(cid)):
+                    _core.cgroup_destroy(cgroup_path(cid))
+            elif _foreign_cgroup_is_stale(cid):
+                # Not ours: another store's (another --root) or a container
+                # whose directory is gone. Never kill what may be someone
+                # else's running container: remove it only when it is empty
+                # and old enough not to be one that is just starting.
                 _core.cgroup_destroy(cgroup_path(cid))
         _core.cgroup_remove_parent_if_empty(CGROUP_PARENT)
         # runtime records whose container directory is gone
@@ -362,6 +364,22 @@ class Store:
         except FileNotFoundError:
             pass
         return removed
+
+
+def _foreign_cgroup_is_stale(cid: str, min_age: float = 60.0) -> bool:
+    from pinnace import _core
+
+    if _core.cgroup_pids(cgroup_path(cid)):
+        return False
+    import glob
+
+    ages = []
+    for d in glob.glob(f"/sys/fs/cgroup/{CGROUP_PARENT}/{cid}") + glob.glob(f"/sys/fs/cgroup/*/{CGROUP_PARENT}/{cid}"):
+        try:
+            ages.append(time.time() - os.stat(d).st_ctime)
+        except OSError:
+            pass
+    return bool(ages) and min(ages) >= min_age
 
 
 def new_id() -> str:
