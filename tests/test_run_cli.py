@@ -145,7 +145,7 @@ def test_setup_failure_is_one_clear_line_with_code_125():
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["run", "--rm", "no-such-image"], "image not found: no-such-image"),
+        (["run", "--rm", "--pull", "never", "no-such-image"], "no such image: no-such-image"),
         (["run", "--rm", "--bogus-flag", "host", "true"], "--bogus-flag"),
         (["run", "--rm", "-v", "relative:/x", "host", "true"], "invalid volume specification"),
         (["run", "--rm", "-v", "/a:/b:rx", "host", "true"], "invalid volume specification"),

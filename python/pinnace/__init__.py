@@ -11,16 +11,21 @@ TYPE_CHECKING = False  # not `from typing import ...`: typing costs the CLI ~10 
 
 __version__ = "0.1.0"
 
-__all__ = ["run", "stats", "RunResult", "errors", "__version__"]
+__all__ = ["run", "stats", "pull", "images", "RunResult", "errors", "__version__"]
 
 if TYPE_CHECKING:
     from pinnace import errors
-    from pinnace.api import RunResult, run, stats
+    from pinnace.api import RunResult, images, pull, run, stats
 
 
 def __getattr__(name: str):
     # Lazy, so that `pinnace run` on the command line pays only for what it uses.
-    if name in ("run", "stats", "RunResult"):
+    if name == "images":
+        # the subpackage, callable as the listing: see pinnace/images/__init__.py
+        import pinnace.images
+
+        return pinnace.images
+    if name in ("run", "stats", "pull", "RunResult"):
         from pinnace import api
 
         return getattr(api, name)

@@ -65,3 +65,48 @@ def _enc(obj, out) -> None:
         out("]")
     else:
         raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
+
+
+class _DecodeContext:
+    # what the C scanner reads from json.JSONDecoder; the plain types make it
+    # parse numbers natively instead of through json.decoder's regex
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = None
+    memo: dict = {}
+
+
+try:
+    from _json import make_scanner as _make_scanner
+
+    _ctx = _DecodeContext()
+    _ctx.parse_constant = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}.__getitem__
+    _c_scan = _make_scanner(_ctx)
+except (ImportError, TypeError):
+    _c_scan = None
+
+
+def loads(text: str | bytes):
+    """Parse JSON with json's C scanner, without importing json (and re)."""
+    if isinstance(text, (bytes, bytearray)):
+        text = text.decode()
+    if _c_scan is None:
+        import json
+
+        return json.loads(text)
+    i = 0
+    n = len(text)
+    while i < n and text[i] in " \t\r\n":
+        i += 1
+    try:
+        obj, end = _c_scan(text, i)
+    except StopIteration:
+        raise ValueError("not JSON") from None
+    while end < n and text[end] in " \t\r\n":
+        end += 1
+    if end != n:
+        raise ValueError("extra data after JSON")
+    return obj

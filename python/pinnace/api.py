@@ -76,6 +76,8 @@ def run(
     from pinnace.containers.runner import run as run_container
     from pinnace.errors import UsageError
 
+    pull_policy = options.pop("pull", "missing")
+    platform = options.pop("platform", None)
     if isinstance(command, str):
         command = ["/bin/sh", "-c", command]
     for key in ("volumes", "tmpfs", "cap_add", "cap_drop", "ulimits", "env_file", "device_read_bps",
@@ -92,13 +94,41 @@ def run(
     elif image is None:
         raise UsageError("give an image or rootfs")
     else:
-        img = images.resolve(image, root)
+        img = images.for_run(image, root, pull_policy, platform)
     if isinstance(input, str):
         input = input.encode()
     out = run_container(store, img, opts, input=input, timeout=timeout,
                         stdin=-1 if input is not None else -2, background_removal=True)
     return RunResult(out.id, out.name, out.exit_code, out.stdout, out.stderr, out.signal, out.timed_out,
                      out.oom_killed, out.stats, out.warnings)
+
+
+def pull(reference: str, *, platform: str | None = None, tls_verify: bool | None = None,
+         root: str | None = None) -> "ImageInfo":
+    """Pull an image from its registry into the store (docker's reference
+    rules: ``busybox`` is ``docker.io/library/busybox:latest``).
+
+    ``platform`` picks from a multi-platform image (``linux/arm64``; default
+    this machine's); ``tls_verify=False`` allows a registry without a valid
+    certificate (and plain HTTP). Returns the image's :class:`ImageInfo`.
+    """
+    from pinnace.images import ImageInfo
+    from pinnace.images.pull import pull as do_pull
+    from pinnace.images.store import ImageStore
+
+    root = root or default_root()
+    rec = do_pull(reference, root, platform=platform, tls_verify=tls_verify)
+    store = ImageStore(root)
+    tags, digests = store.names_of(rec["Id"])
+    return ImageInfo(rec, tags, digests)
+
+
+def images(*, root: str | None = None) -> list["ImageInfo"]:
+    """The images in the store, newest first, with sizes (``size``, and
+    ``shared_size``: the part of it other images share)."""
+    from pinnace.images import list_images
+
+    return list_images(root or default_root())
 
 
 def stats(container: str, *, interval: float = 0.5, root: str | None = None, runroot: str | None = None) -> dict:

@@ -1,7 +1,7 @@
 """The exceptions pinnace raises, each with the docker-like exit code a CLI uses.
 
 The Rust core maps its one error type onto these classes (``SpecError``,
-``SetupError``, ``ExecError``); the Python layers raise the rest.
+``SetupError``, ``ExecError``, ``LayerError``); the Python layers raise the rest.
 """
 
 from __future__ import annotations
@@ -40,6 +40,18 @@ class ImageNotFound(PinnaceError):
     """No such image in the store."""
 
 
+class RegistryError(PinnaceError):
+    """A registry refused or failed a request (after retries), or sent something malformed."""
+
+
+class AuthError(PinnaceError):
+    """Credentials were refused, or could not be read or stored (config file, credential helper)."""
+
+
+class LayerError(PinnaceError):
+    """A layer blob is corrupt, hostile or does not match its digest."""
+
+
 class ContainerNotFound(PinnaceError):
     """No container with that name or id."""
 
@@ -55,6 +67,9 @@ __all__ = [
     "SetupError",
     "ExecError",
     "ImageNotFound",
+    "RegistryError",
+    "AuthError",
+    "LayerError",
     "ContainerNotFound",
     "Conflict",
 ]

@@ -8,6 +8,12 @@ from pinnace.containers import default_root, default_runroot
 
 COMMANDS = {
     "run": ("pinnace.cli.run", "make_command"),
+    "pull": ("pinnace.cli.pull", "pull"),
+    "images": ("pinnace.cli.images", "images"),
+    "image": ("pinnace.cli.images", "image"),
+    "rmi": ("pinnace.cli.images", "rmi"),
+    "login": ("pinnace.cli.login", "login"),
+    "logout": ("pinnace.cli.login", "logout"),
     "ps": ("pinnace.cli.ps", "ps"),
     "rm": ("pinnace.cli.rm", "rm"),
     "stats": ("pinnace.cli.stats", "stats"),

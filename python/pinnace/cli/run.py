@@ -20,12 +20,15 @@ def execute(globals_: dict, values: dict, rest: list[str]) -> int:
     runroot = values.pop("runroot", None) or globals_.get("runroot") or default_runroot()
     rootfs = values.pop("rootfs", None)
     if rootfs is not None:
+        if values.pop("pull", None) not in (None, "missing", "never") or values.pop("platform", None):
+            raise UsageError("--pull and --platform do not apply to --rootfs")
         image = images.from_rootfs(rootfs)
         command = rest
     else:
         if not rest:
             raise UsageError('"pinnace run" requires at least 1 argument: IMAGE [COMMAND] [ARG...]')
-        image = images.resolve(rest[0], root)
+        image = images.for_run(rest[0], root, values.pop("pull", None) or "missing", values.pop("platform", None),
+                               progress_stream=sys.stderr)
         command = rest[1:]
     if command[:1] == ["--"]:
         # `run IMAGE -- CMD`: the separator only marks where the command starts

@@ -11,14 +11,22 @@ def system() -> None:
 
 
 @system.command()
+@click.option("-a", "--all", "all_", is_flag=True, help="Remove all unused images, not just dangling ones")
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation (there is no prompt)")
 @click.pass_obj
-def prune(obj, force: bool) -> int:
-    """Remove stopped containers and what crashed runs left behind."""
+def prune(obj, all_: bool, force: bool) -> int:
+    """Remove stopped containers, dangling images and what crashed runs left behind."""
+    from pinnace.cli.images import prune_images
+
     removed = obj.store().prune()
     if removed:
         click.echo("Deleted Containers:")
         for cid in removed:
             click.echo(cid)
-    click.echo(f"Total reclaimed containers: {len(removed)}")
+    images, layers = prune_images(obj, all_)
+    if images:
+        click.echo("Deleted Images:")
+        for i in images:
+            click.echo(f"deleted: {i}")
+    click.echo(f"Total reclaimed: {len(removed)} containers, {len(images)} images, {len(layers)} layers")
     return 0

@@ -74,7 +74,7 @@ class RunOptions:
         "remove": False, "cap_add": (), "cap_drop": (), "ulimits": (), "cgroupns": None,
         "interactive": False, "memory": None, "memory_swap": None, "memory_reservation": None, "cpus": None,
         "cpu_shares": None, "cpuset_cpus": None, "pids_limit": None, "blkio_weight": None,
-        "device_read_bps": (), "device_write_bps": (), "group_add": (),
+        "device_read_bps": (), "device_write_bps": (), "group_add": (), "labels": (),
     }
 
     command: list[str] | None
@@ -105,6 +105,7 @@ class RunOptions:
     device_read_bps: list[str]
     device_write_bps: list[str]
     group_add: list[str]
+    labels: list[str] | dict[str, str]
     interactive: bool
 
     def __init__(self, **values):
@@ -162,6 +163,20 @@ def merge_env(*layers: Iterable[str]) -> list[str]:
             k, _, v = item.partition("=")
             merged[k] = v
     return [f"{k}={v}" for k, v in merged.items()]
+
+
+def container_labels(image_labels: Mapping[str, str] | None, labels: Iterable[str] | Mapping[str, str]) -> dict:
+    """The image's labels overlaid with the user's (KEY=VALUE, or KEY for an empty value)."""
+    out = dict(image_labels or {})
+    if isinstance(labels, dict):
+        out.update({str(k): str(v) for k, v in labels.items()})
+        return out
+    for item in labels:
+        key, _, value = item.partition("=")
+        if not key:
+            raise UsageError(f"invalid label {item!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
 
 
 def parse_volume(spec: str) -> dict:

@@ -12,7 +12,7 @@ import sys
 
 from pinnace import _core
 from pinnace._jsonenc import dumps
-from pinnace.config import RunOptions, build_spec
+from pinnace.config import RunOptions, build_spec, container_labels
 from pinnace.containers import Store, in_background, new_id, now
 from pinnace.images import Image
 
@@ -69,6 +69,7 @@ def run(
     # The whole spec is built (and so validated) before anything exists on disk.
     spec = build_spec(opts, image.config, image.layers, image.mounts, container_id=cid, rootfs=p.merged,
                       upper=p.upper, work=p.work, etc_files=_etc_files(p.dir, opts.network))
+    labels = container_labels(image.config.get("Labels"), opts.labels)
     name = store.reserve_name(opts.name, cid)
     lock_fd = -1
     try:
@@ -84,12 +85,17 @@ def run(
             "Name": "/" + name,
             "Created": now(),
             "Image": image.name,
+            "ImageID": image.id,
             "Path": spec["process"]["args"][0],
             "Args": spec["process"]["args"][1:],
             "State": {"Status": "running", "Running": True, "Pid": 0, "ExitCode": 0, "OOMKilled": False,
                       "StartedAt": now(), "FinishedAt": "", "Error": ""},
             "Config": {"Hostname": hostname, "Env": spec["process"]["env"], "Cmd": opts.command,
-                       "WorkingDir": spec["process"]["cwd"], "User": opts.user or "", "Image": image.name},
+                       "WorkingDir": spec["process"]["cwd"], "User": opts.user or "", "Image": image.name,
+                       "Labels": labels, "ExposedPorts": image.config.get("ExposedPorts") or {},
+                       "Entrypoint": spec["process"]["args"][:0] or image.config.get("Entrypoint")},
+            "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": ":".join(image.layers), "UpperDir": p.upper,
+                                                         "WorkDir": p.work, "MergedDir": p.merged}},
             "HostConfig": {"AutoRemove": opts.remove, "NetworkMode": opts.network, "ReadonlyRootfs": opts.read_only,
                            "Binds": list(opts.volumes), "CgroupParent": spec["linux"]["cgroupsPath"].rpartition("/")[0]},
             "CgroupPath": spec["linux"]["cgroupsPath"],
