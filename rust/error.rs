@@ -24,6 +24,10 @@ pub enum Error {
     #[error(transparent)]
     Cgroup(#[from] crate::cgroups::CgroupError),
 
+    /// A layer blob is corrupt, hostile or does not match its digest.
+    #[error(transparent)]
+    Layer(#[from] crate::unpack::LayerError),
+
     /// A caller's hook failed; the message is already complete.
     #[error("{0}")]
     Hook(String),

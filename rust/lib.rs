@@ -6,6 +6,7 @@ pub mod error;
 pub mod ops;
 pub mod plan;
 pub mod spawn;
+pub mod unpack;
 
 use error::{Error, Result};
 use oci_spec::runtime::Spec;
@@ -29,6 +30,7 @@ mod python {
     use crate::cgroups::{self, Manager, Stats};
     use crate::error::Error;
     use crate::spawn::{self, Stdio, WaitOptions};
+    use crate::unpack;
 
     const PIPE: i32 = -1;
     const DEVNULL: i32 = -2;
@@ -38,6 +40,7 @@ mod python {
         let class = match &e {
             Error::Spec(_) => "SpecError",
             Error::Exec { .. } => "ExecError",
+            Error::Layer(_) => "LayerError",
             Error::Sys { .. } | Error::Setup { .. } | Error::ChildDied(_) | Error::Hook(_) | Error::Cgroup(_) => "SetupError",
         };
         let made = py.import("pinnace.errors").and_then(|m| {
@@ -205,6 +208,31 @@ mod python {
         })
     }
 
+    /// Unpack one layer blob (gzip, zstd or plain tar, told by its magic bytes)
+    /// into the empty directory `dest` as an overlay lowerdir, verifying the
+    /// blob's digest and the tar's diff_id when given. Returns
+    /// {"diff_id", "digest", "size", "disk", "entries"}.
+    #[pyfunction]
+    #[pyo3(signature = (blob, dest, *, expected_diff_id=None, expected_digest=None, max_size=0))]
+    fn unpack_layer<'py>(
+        py: Python<'py>,
+        blob: PathBuf,
+        dest: PathBuf,
+        expected_diff_id: Option<String>,
+        expected_digest: Option<String>,
+        max_size: u64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let opts = unpack::Options { expected_diff_id, expected_digest, max_size };
+        let s = py.detach(|| unpack::unpack(&blob, &dest, &opts)).map_err(|e| to_py(py, e.into()))?;
+        let d = PyDict::new(py);
+        d.set_item("diff_id", s.diff_id)?;
+        d.set_item("digest", s.digest)?;
+        d.set_item("size", s.size)?;
+        d.set_item("disk", s.disk)?;
+        d.set_item("entries", s.entries)?;
+        Ok(d)
+    }
+
     /// "v1", "v2" or "hybrid": how this host's cgroups are laid out.
     #[pyfunction]
     fn cgroup_mode() -> &'static str {
@@ -308,6 +336,7 @@ mod python {
     #[pymodule]
     fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add_function(wrap_pyfunction!(remove_tree, m)?)?;
+        m.add_function(wrap_pyfunction!(unpack_layer, m)?)?;
         m.add_function(wrap_pyfunction!(cgroup_mode, m)?)?;
         m.add_function(wrap_pyfunction!(cgroup_stats, m)?)?;
         m.add_function(wrap_pyfunction!(cgroup_pids, m)?)?;

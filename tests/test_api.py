@@ -140,3 +140,10 @@ def test_interpreter_exit_waits_for_background_removal(store, tmp_path):
     assert container_dirs(store) == []
     d = os.path.join(store["root"], "containers")
     assert not [x for x in os.listdir(d) if x.startswith(".")]
+
+
+def test_public_names_import_both_ways():
+    from pinnace import errors, images, pull, run, stats  # noqa: F401
+
+    assert pinnace.errors.LayerError is errors.LayerError
+    assert callable(pinnace.images) and callable(pinnace.pull)

@@ -30,7 +30,9 @@ def __getattr__(name: str):
 
         return getattr(api, name)
     if name == "errors":
-        from pinnace import errors
+        # `import pinnace.errors`, not `from pinnace import errors`: the latter
+        # asks this very function first and recurses
+        import pinnace.errors
 
-        return errors
+        return pinnace.errors
     raise AttributeError(f"module 'pinnace' has no attribute {name!r}")

@@ -1,6 +1,7 @@
 """Type stubs for the Rust core (``pinnace._core``)."""
 
-from typing import Callable
+from os import PathLike
+from typing import Callable, TypedDict
 
 PIPE: int
 DEVNULL: int
@@ -35,6 +36,29 @@ def create(
     spec_json: str, stdin: int = ..., stdout: int = ..., stderr: int = ..., *, die_with_parent: bool = True
 ) -> Process:
     """Clone the container process and park it before exec."""
+
+class LayerSummary(TypedDict):
+    diff_id: str  #: "sha256:..." of the uncompressed tar stream
+    digest: str  #: "sha256:..." of the blob as stored
+    size: int  #: bytes of the uncompressed tar stream
+    disk: int  #: bytes of regular-file content written
+    entries: int  #: tar members handled
+
+def unpack_layer(
+    blob: str | PathLike[str],
+    dest: str | PathLike[str],
+    *,
+    expected_diff_id: str | None = None,
+    expected_digest: str | None = None,
+    max_size: int = 0,
+) -> LayerSummary:
+    """Unpack a layer blob (gzip, zstd or tar, by magic bytes) into the empty
+    directory ``dest`` as an overlay lowerdir, without holding the GIL.
+
+    Raises ``pinnace.errors.LayerError`` when the blob is corrupt, hostile,
+    larger than ``max_size`` (> 0) uncompressed, or does not match a given
+    digest; ``dest`` is then left for the caller to remove.
+    """
 
 def remove_tree(path: str) -> None:
     """Remove a directory tree without holding the GIL; errors are ignored."""
