@@ -61,6 +61,9 @@ def store():
     new_ns = _pid_namespaces() - namespaces_before
     if new_ns:
         leftovers.append(f"processes in new pid namespaces: {new_ns}")
+    from pinnace.images.store import check
+
+    leftovers += [f"image store: {p}" for p in check(root)]
     for k, v in old.items():
         if v is None:
             os.environ.pop(k, None)
@@ -115,3 +118,7 @@ def busybox_rootfs(tmp_path):
     (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nbox:x:1234:1234::/home/box:/bin/sh\n")
     (root / "etc" / "group").write_text("root:x:0:\nbox:x:1234:\n")
     return root
+
+
+# A real registry, images built by umoci/skopeo, and an HTTP proxy in front (tests/registry.py).
+from registry import images, proxy, registry  # noqa: E402,F401

@@ -287,9 +287,13 @@ class Client:
                 connect = isinstance(e, httpx.ConnectError)
                 # a refused connection or an unknown host is not worth long retries
                 if attempt >= (2 if connect else RETRIES):
+                    hint = (f"if you trust it, use --tls-verify=false or list {self.registry} under "
+                            "insecure_registries in /etc/pinnace/config.toml")
                     if connect and "CERTIFICATE_VERIFY_FAILED" in str(e):
-                        raise RegistryError(f"{self.registry}: TLS certificate not trusted ({e}); "
-                                            f"use --tls-verify=false if you trust this registry") from None
+                        raise RegistryError(f"{self.registry}: TLS certificate not trusted ({e}); {hint}") from None
+                    if connect and "WRONG_VERSION_NUMBER" in str(e):
+                        raise RegistryError(f"{self.registry}: the registry does not speak HTTPS, and only "
+                                            f"registries on loopback are used over plain HTTP; {hint}") from None
                     if connect:
                         raise RegistryError(f"cannot reach registry {urlsplit(url).netloc}: {e}") from None
                     raise RegistryError(f"{self.registry}: {method} {path}: {e}") from None
@@ -373,10 +377,16 @@ class Client:
         return bytes(body)
 
     def download_blob(self, repository: str, digest: str, partial: str, size: int | None,
-                      progress=None) -> None:
+                      progress=None, sink=None) -> None:
         """Stream a blob into ``partial`` (appending to what an earlier,
         interrupted download left there, with Range), hashing as it goes.
-        Returns once the file holds exactly the blob; raises otherwise."""
+        Returns once the file holds exactly the blob; raises otherwise.
+
+        ``sink``, when given, receives every byte of the blob once, in order
+        (what the file already held first), as it arrives: the unpacker reads
+        the layer while it downloads. Should the registry ignore a Range and
+        resend from the start, ``sink.restart()`` is called and the sink gets
+        nothing more."""
         scope = f"repository:{repository}:pull"
         h = hashlib.sha256()
         have = 0
@@ -385,10 +395,15 @@ class Client:
                 while chunk := f.read(CHUNK):
                     h.update(chunk)
                     have += len(chunk)
+                    if sink is not None and (size is None or have <= size):
+                        sink.write(chunk)
         except FileNotFoundError:
             pass
         if size is not None and have > size:
             h, have = hashlib.sha256(), 0
+            if sink is not None:
+                sink.restart()
+                sink = None
         failures = 0
         while True:
             headers = {"Range": f"bytes={have}-"} if have else {}
@@ -400,16 +415,23 @@ class Client:
                 if have and resp.status_code != 206:
                     # the server ignored the range: start over
                     h, have = hashlib.sha256(), 0
+                    if sink is not None:
+                        sink.restart()
+                        sink = None
                 mode = "ab" if have else "wb"
                 with open(partial, mode) as out:
                     if progress:
                         progress(have)
-                    for chunk in resp.iter_raw(CHUNK):
+                    # as the bytes arrive: a connection that drops loses nothing
+                    # that was received (the next round resumes after it)
+                    for chunk in resp.iter_raw():
                         if size is not None and have + len(chunk) > size:
                             raise LayerError(f"blob {digest}: registry sent more than the {size} bytes the manifest says")
                         out.write(chunk)
                         h.update(chunk)
                         have += len(chunk)
+                        if sink is not None:
+                            sink.write(chunk)
                         if progress:
                             progress(have)
                 break
@@ -417,7 +439,8 @@ class Client:
                 failures += 1
                 if failures >= RETRIES:
                     raise RegistryError(f"blob {digest}: download failed: {e}") from None
-                # the next round resumes from what reached the file
+                # the next round resumes from what reached the file (which is
+                # also exactly what reached the sink)
                 time.sleep(min(0.25 * 2 ** failures, 5.0))
                 have = os.path.getsize(partial)
                 h = hashlib.sha256()
