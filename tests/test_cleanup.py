@@ -34,7 +34,7 @@ def test_caller_killed_with_sigkill_leaves_an_orphan_that_prune_removes(store):
     assert "orphan1" not in pn("ps", check=True).out
     assert len(container_dirs(store)) == 1
     r = pn("system", "prune", "-f", check=True)
-    assert "Total reclaimed containers: 1" in r.out
+    assert "Total reclaimed: 1 containers" in r.out
     assert container_dirs(store) == []
     assert runtime_records(store) == []
     # and the name is free again

@@ -33,6 +33,7 @@ LAYER_TYPES = {
 }
 CONFIG_TYPES = {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
 PARALLEL = 3  # docker's default max-concurrent-downloads
+STREAM = False
 
 _ARCH = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm", "armel": "arm",
          "i386": "386", "i686": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
@@ -123,6 +124,68 @@ def _max_layer_size(store: ImageStore, compressed: int) -> int:
     return max(1, min(limit, st.f_bavail * st.f_frsize - (64 << 20)))
 
 
+class _Unpacking:
+    """The Rust unpacker reading a pipe on its own thread (the GIL released)
+    while the download writes into it: a sink for ``download_blob``."""
+
+    def __init__(self, dest: str, kwargs: dict):
+        import fcntl
+        import threading
+
+        self.r, self.w = os.pipe2(os.O_CLOEXEC)
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(self.w, 1031, 1 << 20)  # F_SETPIPE_SZ: fewer wake-ups
+        self.info = None
+        self.error: BaseException | None = None
+        self.cut = False
+        self.thread = threading.Thread(target=self._run, args=(dest, kwargs), daemon=True)
+        self.thread.start()
+
+    def _run(self, dest: str, kwargs: dict) -> None:
+        from pinnace import _core
+
+        try:
+            self.info = _core.unpack_layer(f"/proc/self/fd/{self.r}", dest, **kwargs)
+        except BaseException as e:  # noqa: BLE001 - handed to the downloading thread
+            self.error = e
+        finally:
+            os.close(self.r)
+
+    def write(self, data: bytes) -> None:
+        if self.w < 0:
+            return
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.write(self.w, view)
+                view = view[n:]
+        except BrokenPipeError:
+            # the unpacker stopped reading: it failed, and says why on join
+            self._close()
+            self.thread.join()
+            raise self.error or LayerError("layer unpacker stopped reading") from None
+
+    def restart(self) -> None:
+        self.cut = True
+        self._close()
+
+    def _close(self) -> None:
+        if self.w >= 0:
+            os.close(self.w)
+            self.w = -1
+
+    def __enter__(self) -> "_Unpacking":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._close()
+        self.thread.join()
+        if exc_type is None and not self.cut and self.error is not None:
+            raise self.error
+        if self.cut:
+            self.info = None
+
+
 def _ensure_layer(store: ImageStore, client: Client, repo: str, desc: dict, diff_id: str, progress) -> dict:
     from pinnace import _core
 
@@ -140,23 +203,38 @@ def _ensure_layer(store: ImageStore, client: Client, repo: str, desc: dict, diff
                 _core.remove_tree(os.path.join(store.layers, n))
         partial = store.blob_path(desc["digest"]) + ".partial"
         size = desc.get("size")
-        progress.layer(short, "Downloading", 0, size)
-        client.download_blob(repo, desc["digest"], partial, size,
-                             progress=lambda n: progress.layer(short, "Downloading", n, size))
-        progress.layer(short, "Extracting", None, None)
         tmp = os.path.join(store.layers, f".tmp-{_hex(diff_id)}-{os.getpid()}")
         os.mkdir(tmp, 0o755)
+        unpack = dict(expected_diff_id=diff_id, expected_digest=desc["digest"],
+                      max_size=_max_layer_size(store, size or 0))
         try:
-            info = _core.unpack_layer(partial, tmp, expected_diff_id=diff_id, expected_digest=desc["digest"],
-                                      max_size=_max_layer_size(store, size or os.path.getsize(partial)))
+            progress.layer(short, "Downloading", 0, size)
+            # The layer unpacks while it downloads: the blob goes to the
+            # .partial file (for a later resume) and down a pipe to the unpacker.
+            if STREAM:
+                with _Unpacking(tmp, unpack) as pipe:
+                    client.download_blob(repo, desc["digest"], partial, size, sink=pipe,
+                                         progress=lambda n: progress.layer(short, "Downloading", n, size))
+                    progress.layer(short, "Extracting", None, None)
+                info = pipe.info
+            else:
+                client.download_blob(repo, desc["digest"], partial, size,
+                                     progress=lambda n: progress.layer(short, "Downloading", n, size))
+                progress.layer(short, "Extracting", None, None)
+                info = None
+            if info is None:
+                # the stream was cut short (the registry resent from the start):
+                # unpack the verified file instead
+                _core.remove_tree(tmp)
+                os.mkdir(tmp, 0o755)
+                info = _core.unpack_layer(partial, tmp, **unpack)
         except BaseException as e:
             _core.remove_tree(tmp)
             if isinstance(e, LayerError):
-                # verified against the manifest, yet not the layer the config names:
-                # the download is useless to a later attempt
+                # the blob matched its digest yet is not a layer we accept:
+                # a later attempt would fetch the same bytes
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(partial)
-                raise LayerError(f"layer {desc['digest']}: {e}") from None
             raise
         meta = {"DiffID": diff_id, "Digest": desc["digest"], "MediaType": desc.get("mediaType"),
                 "CompressedSize": size, "Size": info["disk"], "TarSize": info["size"]}
