@@ -84,7 +84,12 @@ class ImageStore:
     @contextlib.contextmanager
     def lock(self, name: str, shared: bool = False, blocking: bool = True):
         """An flock on ``locks/<name>.lock``; yields False when not blocking and busy."""
-        fd = os.open(os.path.join(self.locks, name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        path = os.path.join(self.locks, name + ".lock")
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:  # a store no pull has used yet
+            self.ensure()
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             flags = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if blocking else fcntl.LOCK_NB)
             try:
