@@ -232,3 +232,11 @@ def test_supplementary_groups_from_the_image_and_group_add(busybox_rootfs):
     assert r.returncode == 0, r.err
     assert sorted(r.out.splitlines()[0].split()) == sorted(["1234", "50", "29", "7"])
     assert pn("run", "--rm", "--group-add", "nogroupcalledthis", "host", "true").returncode == 125
+
+
+def test_prune_and_images_on_a_fresh_store(tmp_path):
+    glob = ["--root", str(tmp_path / "root"), "--runroot", str(tmp_path / "run")]
+    r = pn(*glob, "system", "prune", "-f")
+    assert r.returncode == 0 and "Total reclaimed: 0 containers, 0 images, 0 layers" in r.out, r.err
+    r = pn(*glob, "images", "--format", "json")
+    assert r.returncode == 0 and r.out.strip() == "[]", r.err
