@@ -158,6 +158,21 @@ def image_rm(obj, force: bool, names: tuple[str, ...]) -> int:
     return _remove(obj, names, force)
 
 
+def inspect_image(istore, rec: dict) -> dict:
+    """An image record shaped as ``docker image inspect`` shows one."""
+    tags, digests = istore.names_of(rec["Id"])
+    return {
+        "Id": rec["Id"], "RepoTags": tags, "RepoDigests": digests, "Created": rec.get("Created", ""),
+        "Author": rec.get("Author", ""), "Architecture": rec.get("Architecture", ""), "Os": rec.get("Os", ""),
+        **({"Variant": rec["Variant"]} if rec.get("Variant") else {}),
+        "Size": rec.get("Size", 0), "Config": rec.get("Config") or {},
+        "RootFS": rec["RootFS"],
+        "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": ":".join(
+            istore.layer_dir(d) for d in reversed(rec["RootFS"]["Layers"]))}},
+        "Metadata": {"ManifestDigest": rec.get("ManifestDigest")},
+    }
+
+
 @image.command("inspect")
 @click.argument("names", nargs=-1, required=True)
 @click.pass_obj
@@ -173,17 +188,7 @@ def image_inspect(obj, names: tuple[str, ...]) -> int:
         if rec is None:
             missing.append(name)
             continue
-        tags, digests = istore.names_of(rec["Id"])
-        out.append({
-            "Id": rec["Id"], "RepoTags": tags, "RepoDigests": digests, "Created": rec.get("Created", ""),
-            "Author": rec.get("Author", ""), "Architecture": rec.get("Architecture", ""), "Os": rec.get("Os", ""),
-            **({"Variant": rec["Variant"]} if rec.get("Variant") else {}),
-            "Size": rec.get("Size", 0), "Config": rec.get("Config") or {},
-            "RootFS": rec["RootFS"],
-            "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": ":".join(
-                istore.layer_dir(d) for d in reversed(rec["RootFS"]["Layers"]))}},
-            "Metadata": {"ManifestDigest": rec.get("ManifestDigest")},
-        })
+        out.append(inspect_image(istore, rec))
     click.echo(json.dumps(out, indent=4))
     if missing:
         raise ImageNotFound(f"no such image: {missing[0]}")

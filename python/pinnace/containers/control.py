@@ -1,0 +1,192 @@
+"""Acting on a container another process runs: signal, stop, wait, list its
+processes, read its logs. The owner (the `pinnace run` process, or the
+detached container's supervisor) holds an flock on the container's directory
+for as long as it runs it, so "is it still running" and "wait until it is
+done" are both questions to that lock."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import signal as _signal
+import time
+
+from pinnace.containers import Store
+from pinnace.errors import Conflict, PinnaceError, UsageError
+
+SIGNALS = {name[3:]: int(getattr(_signal, name)) for name in dir(_signal)
+           if name.startswith("SIG") and not name.startswith("SIG_") and isinstance(getattr(_signal, name), int)}
+
+
+def parse_signal(sig: str | int) -> int:
+    """``TERM``, ``SIGTERM``, ``15`` -> 15, as docker accepts them."""
+    if isinstance(sig, int):
+        return sig
+    s = sig.strip().upper()
+    if s.isdigit():
+        n = int(s)
+        if 0 < n < 65:
+            return n
+    else:
+        n = SIGNALS.get(s.removeprefix("SIG"))
+        if n is not None:
+            return n
+    raise UsageError(f"invalid signal: {sig}")
+
+
+def _in_cgroup(pid: int, cid: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            return cid in f.read()
+    except OSError:
+        return False
+
+
+def _pidfd(st: dict) -> int | None:
+    """A pidfd for the container's first process, or None if it is gone. The
+    pid in the record is checked against the container's cgroup after the
+    pidfd is open, so a recycled pid is never signalled."""
+    pid = (st.get("State") or {}).get("Pid") or 0
+    if pid <= 0:
+        return None
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    if not _in_cgroup(pid, st["Id"]):
+        os.close(fd)
+        return None
+    return fd
+
+
+def running_state(store: Store, ref: str) -> dict:
+    cid = store.resolve(ref)
+    st = store.state(cid) or {}
+    if not (st.get("State") or {}).get("Running"):
+        raise Conflict(f"container {ref} is not running")
+    return st
+
+
+def kill(store: Store, ref: str, sig: str | int = "KILL") -> None:
+    """Send a signal to the container's first process (``docker kill``)."""
+    n = parse_signal(sig)
+    st = running_state(store, ref)
+    fd = _pidfd(st)
+    if fd is None:
+        raise Conflict(f"container {ref} is not running")
+    try:
+        _signal.pidfd_send_signal(fd, n)
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _wait_exit(fd: int, timeout: float | None) -> bool:
+    """Until the process behind ``fd`` exits (True) or ``timeout`` passes."""
+    p = select.poll()
+    p.register(fd, select.POLLIN)
+    return bool(p.poll(None if timeout is None else max(0, int(timeout * 1000))))
+
+
+def wait_owner(store: Store, cid: str, timeout: float | None = None) -> bool:
+    """Until whoever runs the container has finished with it (its lock is free)."""
+    p = store.paths(cid)
+    try:
+        fd = os.open(p.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    try:
+        if timeout is None:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            return True
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.005)
+    finally:
+        os.close(fd)
+
+
+def stop(store: Store, ref: str, timeout: float | None = None, sig: str | int | None = None) -> None:
+    """``docker stop``: the stop signal (the image's StopSignal, else
+    SIGTERM), then after ``timeout`` seconds (default 10) SIGKILL to every
+    process in the container's cgroup; returns once it is stopped."""
+    from pinnace import _core
+
+    cid = store.resolve(ref)
+    st = store.state(cid) or {}
+    if not (st.get("State") or {}).get("Running"):
+        return  # docker: stopping a stopped container succeeds
+    timeout = 10.0 if timeout is None else float(timeout)
+    n = parse_signal(sig or (st.get("Config") or {}).get("StopSignal") or "TERM")
+    fd = _pidfd(st)
+    if fd is not None:
+        try:
+            try:
+                _signal.pidfd_send_signal(fd, n)
+            except ProcessLookupError:
+                pass
+            exited = _wait_exit(fd, timeout)
+        finally:
+            os.close(fd)
+        if not exited:
+            _core.cgroup_kill(st.get("CgroupPath") or "")
+    if not wait_owner(store, cid, timeout=30):
+        raise PinnaceError(f"container {ref} did not stop")
+
+
+def wait(store: Store, ref: str) -> int:
+    """``docker wait``: block until the container stops; its exit code."""
+    cid = store.resolve(ref)
+    wait_owner(store, cid)
+    st = store.state(cid) or {}
+    exit_file = store.paths(cid).runtime_file[:-5] + ".exit"
+    try:
+        from pinnace._jsonenc import loads
+
+        with open(exit_file, "rb") as f:
+            return int(loads(f.read()).get("ExitCode", 0))
+    except (OSError, ValueError):
+        pass
+    return int((st.get("State") or {}).get("ExitCode", 0))
+
+
+def top(store: Store, ref: str) -> list[tuple[str, ...]]:
+    """The container's processes as ``ps -ef`` shows them (``docker top``)."""
+    from pinnace import _core
+
+    st = running_state(store, ref)
+    pids = _core.cgroup_pids(st.get("CgroupPath") or "")
+    tick = os.sysconf("SC_CLK_TCK")
+    boot = time.time() - float(open("/proc/uptime").read().split()[0])
+    rows = [("UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD")]
+    import pwd
+
+    for pid in sorted(pids):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
+            uid = os.stat(f"/proc/{pid}").st_uid
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        ppid = fields[1]
+        cpu = (int(fields[11]) + int(fields[12])) // tick
+        start = boot + int(fields[19]) / tick
+        try:
+            user = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            user = str(uid)
+        rows.append((user, str(pid), ppid, "0", time.strftime("%H:%M", time.localtime(start)), "?",
+                     time.strftime("%H:%M:%S", time.gmtime(cpu)), cmd or f"[{comm}]"))
+    return rows
