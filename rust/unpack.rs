@@ -15,21 +15,21 @@
 //! entry is never followed, so no entry can write outside `dest`.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
-use std::rc::Rc;
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use nix::errno::Errno;
 use nix::fcntl::{openat, openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::{fchmod, fchmodat, fstatat, futimens, mkdirat, utimensat, FchmodatFlags, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
-use nix::unistd::{linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
+use nix::unistd::{fchown, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use sha2::{Digest, Sha256};
 
 /// Bytes per buffer between the two threads, and how many may be in flight:
@@ -43,7 +43,7 @@ const OPAQUE_XATTR: &CStr = c"trusted.overlay.opaque";
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LayerError {
     /// A syscall on the blob or on the layer directory failed.
     #[error("layer {layer}: {what}: {errno}")]
@@ -95,12 +95,15 @@ pub struct Summary {
 /// The operations that need privilege (CAP_CHOWN, CAP_MKNOD, trusted.*
 /// xattrs). Everything else is plain *at syscalls on a tempdir, so a fake of
 /// this seam lets the whole unpacker run unprivileged under `cargo test`.
-/// Each call names its object as (directory fd, last component); the last
-/// component is never followed.
+/// Most calls name their object as (directory fd, last component); the last
+/// component is never followed. Regular files, the bulk of a layer, are
+/// handled through their open fd: no lookup at all.
 pub trait Privileged: Sync {
     fn chown(&self, dir: BorrowedFd<'_>, name: &CStr, uid: u32, gid: u32) -> nix::Result<()>;
     fn mknod(&self, dir: BorrowedFd<'_>, name: &CStr, kind: SFlag, dev: u64) -> nix::Result<()>;
     fn set_xattr(&self, dir: BorrowedFd<'_>, name: &CStr, key: &CStr, value: &[u8]) -> nix::Result<()>;
+    fn fchown(&self, fd: BorrowedFd<'_>, uid: u32, gid: u32) -> nix::Result<()>;
+    fn fset_xattr(&self, fd: BorrowedFd<'_>, key: &CStr, value: &[u8]) -> nix::Result<()>;
 }
 
 /// The real syscalls.
@@ -127,6 +130,15 @@ impl Privileged for Host {
         let r = unsafe { libc::lsetxattr(path.as_ptr(), key.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
         Errno::result(r).map(drop)
     }
+
+    fn fchown(&self, fd: BorrowedFd<'_>, uid: u32, gid: u32) -> nix::Result<()> {
+        fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+    }
+
+    fn fset_xattr(&self, fd: BorrowedFd<'_>, key: &CStr, value: &[u8]) -> nix::Result<()> {
+        let r = unsafe { libc::fsetxattr(fd.as_raw_fd(), key.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+        Errno::result(r).map(drop)
+    }
 }
 
 /// Unpack `blob` into the empty directory `dest` with the real syscalls.
@@ -135,6 +147,17 @@ pub fn unpack(blob: &Path, dest: &Path, opts: &Options) -> Result<Summary, Layer
 }
 
 pub fn unpack_with(blob: &Path, dest: &Path, opts: &Options, ops: &dyn Privileged) -> Result<Summary, LayerError> {
+    unpack_workers(blob, dest, opts, ops, default_workers())
+}
+
+/// `workers` threads create the regular files; 0: all on the parsing thread.
+fn unpack_workers(
+    blob: &Path,
+    dest: &Path,
+    opts: &Options,
+    ops: &dyn Privileged,
+    workers: usize,
+) -> Result<Summary, LayerError> {
     // Errors name the layer by the digest the caller knows it by, else its path.
     let layer = opts.expected_digest.clone().unwrap_or_else(|| blob.display().to_string());
     for d in [&opts.expected_digest, &opts.expected_diff_id].into_iter().flatten() {
@@ -144,21 +167,25 @@ pub fn unpack_with(blob: &Path, dest: &Path, opts: &Options, ops: &dyn Privilege
     }
     let sys = |what: String, errno: Errno| LayerError::Sys { layer: layer.clone(), what, errno };
     let file = File::open(blob).map_err(|e| sys(format!("open {}", blob.display()), errno_of(&e)))?;
-    let mut head = [0u8; 4];
-    let n = std::os::unix::fs::FileExt::read_at(&file, &mut head, 0)
-        .map_err(|e| sys(format!("read {}", blob.display()), errno_of(&e)))?;
-    let kind = sniff(&head[..n]);
+    // Read, not peeked at an offset: the blob may be a pipe, a download
+    // still arriving. The bytes go through the blob's hash like all others.
+    let mut raw = HashingReader { inner: file, hash: Sha256::new() };
+    let mut head = vec![0u8; 4];
+    let n = fill(&mut raw, &mut head).map_err(|e| sys(format!("read {}", blob.display()), errno_of(&e)))?;
+    head.truncate(n);
+    let kind = sniff(&head);
     let hash_in_writer = matches!(kind, Compression::Gzip);
     let root = nix::fcntl::open(dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| sys(format!("open {}", dest.display()), e))?;
+    let writer = Writer::new(root, ops, &layer, workers)?;
 
     let (tx, rx) = sync_channel::<Chunk>(IN_FLIGHT);
     let (back_tx, back_rx) = channel::<Vec<u8>>();
     let (produced, written) = std::thread::scope(|s| {
-        let producer = s.spawn(|| produce(file, kind, !hash_in_writer, tx, back_rx, opts.max_size, &layer));
+        let producer = s.spawn(|| produce(raw, head, kind, !hash_in_writer, tx, back_rx, opts.max_size, &layer));
         let hash = hash_in_writer.then(Sha256::new);
         let mut stream = ChannelReader { rx, back: back_tx, cur: Vec::new(), pos: 0, len: 0, hash };
-        let written = Writer::new(root, ops, &layer).run(&mut stream);
+        let written = writer.run(&mut stream);
         let diff_id = stream.hash.map(hex_digest);
         // Hanging up unblocks a producer still sending after a write failure.
         drop(stream.rx);
@@ -250,8 +277,10 @@ fn sniff(head: &[u8]) -> Compression {
 
 /// Read, hash and decompress; send the tar stream in chunks. Returns
 /// None when the writer hung up first (its error then tells why).
+#[allow(clippy::too_many_arguments)]
 fn produce(
-    file: File,
+    mut raw: HashingReader<File>,
+    head: Vec<u8>,
     kind: Compression,
     hash_tar: bool,
     tx: SyncSender<Chunk>,
@@ -263,8 +292,7 @@ fn produce(
         Some(n) => LayerError::Sys { layer: layer.to_string(), what: "read blob".into(), errno: Errno::from_raw(n) },
         None => LayerError::Corrupt { layer: layer.to_string(), detail: e.to_string().to_lowercase() },
     };
-    let mut raw = HashingReader { inner: file, hash: Sha256::new() };
-    let mut buffered = BufReader::with_capacity(RAW_BUF, &mut raw);
+    let mut buffered = BufReader::with_capacity(RAW_BUF, io::Cursor::new(head).chain(&mut raw));
     let mut diff = hash_tar.then(Sha256::new);
     let mut size = 0u64;
     {
@@ -356,6 +384,41 @@ impl Read for ChannelReader {
 /// A path inside the layer, cleaned: no "", "." or ".." components.
 type Rel = Vec<CString>;
 
+/// A directory as the filesystem knows it: (st_dev, st_ino).
+type DirId = (u64, u64);
+
+/// A directory entry by identity, (parent's DirId, name) hashed: two spellings
+/// of one path (through a symlink in the layer) are one key. A collision
+/// only costs a needless wait.
+type Key = u64;
+
+fn key_of(dir: DirId, name: &CStr) -> Key {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    dir.hash(&mut h);
+    name.to_bytes().hash(&mut h);
+    h.finish()
+}
+
+/// Regular files are created on a few worker threads: on ext4 creating an
+/// inode costs far more kernel time than parsing the tar, and it scales
+/// across threads.
+const MAX_WORKERS: usize = 4;
+/// Bytes of file content queued or being written, at most.
+const BUDGET: usize = 64 << 20;
+/// Larger files are streamed by the parsing thread itself, not buffered.
+const LARGE: u64 = 8 << 20;
+/// Counted per job on top of its content, so that a queue of empty files is
+/// bounded too.
+const JOB_COST: usize = 512;
+/// Spent buffers kept for reuse, and the largest kept.
+const POOL_MAX: usize = 32;
+const POOL_BUF_MAX: usize = 1 << 20;
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, MAX_WORKERS)
+}
+
 struct Written {
     disk: u64,
     entries: u64,
@@ -369,21 +432,6 @@ struct DirMeta {
     mtime: TimeSpec,
 }
 
-struct Writer<'a> {
-    root: Rc<OwnedFd>,
-    ops: &'a dyn Privileged,
-    layer: &'a str,
-    /// The last parent directory resolved: entries come grouped by directory.
-    /// Any removal forgets it, since what was removed may be that directory
-    /// or one on its path (a later entry replacing a directory by a symlink).
-    cached: RefCell<Option<(Rel, Rc<OwnedFd>)>>,
-    dirs: Vec<DirMeta>,
-    dir_index: HashMap<Rel, usize>,
-    buf: Vec<u8>,
-    disk: u64,
-    entries: u64,
-}
-
 /// What the tar header says about an entry, PAX overrides applied.
 struct Meta {
     uid: u32,
@@ -393,19 +441,208 @@ struct Meta {
     xattrs: Vec<(CString, Vec<u8>)>,
 }
 
+/// A regular file to create, its content read ahead. `dir` was resolved
+/// safely by the parser; the worker only creates `name` in it.
+struct Job {
+    dir: Arc<OwnedFd>,
+    name: CString,
+    raw: Vec<u8>,
+    data: Vec<u8>,
+    len: usize,
+    meta: Meta,
+    key: Key,
+}
+
+impl Job {
+    fn cost(&self) -> usize {
+        self.data.len() + JOB_COST
+    }
+}
+
+/// The parser's and the workers' common state. Every key queued or being
+/// written is in `pending`, at most one job per key: the parser waits for a
+/// key before it touches that name again, and for all jobs before it removes
+/// anything (what goes may be a directory holding pending files).
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    pending: HashSet<Key>,
+    busy: usize,
+    bytes: usize,
+    pool: Vec<Vec<u8>>,
+    closed: bool,
+    failed: Option<LayerError>,
+}
+
+#[derive(Default)]
+struct Shared {
+    q: Mutex<Queue>,
+    /// Workers wait here for a job, the end, or a failure.
+    work: Condvar,
+    /// The parser waits here for jobs to finish.
+    done: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.q.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Record the first error; everyone stops at the next look.
+    fn fail(&self, e: LayerError) {
+        let mut q = self.lock();
+        q.failed.get_or_insert(e);
+        drop(q);
+        self.work.notify_all();
+        self.done.notify_all();
+    }
+}
+
+/// Ends the workers on every way out of the parser, a panic included:
+/// nothing waits forever on a parser that is gone.
+struct CloseOnDrop<'a>(&'a Shared);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        let mut q = self.0.lock();
+        q.closed = true;
+        if std::thread::panicking() {
+            q.failed.get_or_insert(LayerError::Corrupt { layer: String::new(), detail: "unpacker panicked".into() });
+        }
+        drop(q);
+        self.0.work.notify_all();
+    }
+}
+
+/// The same for a worker: a panic mid-job must not leave the parser waiting
+/// for that job.
+struct FailOnPanic<'a>(&'a Shared);
+
+impl Drop for FailOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.fail(LayerError::Corrupt { layer: String::new(), detail: "file writer panicked".into() });
+        }
+    }
+}
+
+fn work(shared: &Shared, ops: &dyn Privileged, layer: &str) {
+    let _guard = FailOnPanic(shared);
+    let mut q = shared.lock();
+    loop {
+        if q.failed.is_some() {
+            return;
+        }
+        let Some(job) = q.jobs.pop_front() else {
+            if q.closed {
+                return;
+            }
+            q = shared.work.wait(q).unwrap_or_else(PoisonError::into_inner);
+            continue;
+        };
+        q.busy += 1;
+        drop(q);
+        let r = write_job(&job, ops, layer);
+        let cost = job.cost();
+        let Job { dir, data, key, .. } = job;
+        drop(dir);
+        q = shared.lock();
+        q.busy -= 1;
+        q.bytes -= cost;
+        q.pending.remove(&key);
+        if data.len() <= POOL_BUF_MAX && q.pool.len() < POOL_MAX {
+            q.pool.push(data);
+        }
+        if let Err(e) = r {
+            q.failed.get_or_insert(e);
+            shared.work.notify_all();
+        }
+        shared.done.notify_all();
+    }
+}
+
+fn write_job(job: &Job, ops: &dyn Privileged, layer: &str) -> Result<(), LayerError> {
+    let sys = |what: &str, e| sys_err(layer, what, &job.raw, e);
+    let dir = job.dir.as_fd();
+    let fd = match open_new(dir, &job.name) {
+        // Only when `dest` was not empty: the parser removes what this unpack
+        // made before it queues a file of the same name.
+        Err(Errno::EEXIST) => {
+            remove_entry(dir, &job.name).map_err(|e| sys("remove", e))?;
+            open_new(dir, &job.name)
+        }
+        r => r,
+    }
+    .map_err(|e| sys("create", e))?;
+    write_all(fd.as_fd(), &job.data[..job.len]).map_err(|e| sys("write", e))?;
+    finish_file(fd.as_fd(), &job.meta, ops, layer, &job.raw)
+}
+
+/// A new regular file, never through a symlink or over an existing name.
+fn open_new(dir: BorrowedFd<'_>, name: &CStr) -> nix::Result<OwnedFd> {
+    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    openat(dir, name, flags, Mode::from_bits_truncate(0o600))
+}
+
+/// Owner, xattrs, mode and times of a file just written, all through its fd.
+fn finish_file(fd: BorrowedFd<'_>, meta: &Meta, ops: &dyn Privileged, layer: &str, raw: &[u8]) -> Result<(), LayerError> {
+    // chown first: it drops security.capability and setuid bits
+    ops.fchown(fd, meta.uid, meta.gid).map_err(|e| sys_err(layer, "chown", raw, e))?;
+    for (key, value) in &meta.xattrs {
+        match ops.fset_xattr(fd, key, value) {
+            // a filesystem without xattrs (or that namespace) cannot keep them
+            Ok(()) | Err(Errno::ENOTSUP) => {}
+            Err(e) => return Err(sys_err(layer, &format!("set xattr {} on", key.to_string_lossy()), raw, e)),
+        }
+    }
+    fchmod(fd, Mode::from_bits_retain(meta.mode)).map_err(|e| sys_err(layer, "chmod", raw, e))?;
+    futimens(fd, &meta.mtime, &meta.mtime).map_err(|e| sys_err(layer, "set times of", raw, e))
+}
+
+fn sys_err(layer: &str, what: &str, path: &[u8], errno: Errno) -> LayerError {
+    LayerError::Sys { layer: layer.to_string(), what: format!("{what} {}", String::from_utf8_lossy(path)), errno }
+}
+
+struct Writer<'a> {
+    root: Arc<OwnedFd>,
+    root_id: DirId,
+    ops: &'a dyn Privileged,
+    layer: &'a str,
+    /// The last parent directory resolved: entries come grouped by directory.
+    /// Any removal forgets it, since what was removed may be that directory
+    /// or one on its path (a later entry replacing a directory by a symlink).
+    cached: RefCell<Option<(Rel, Arc<OwnedFd>, DirId)>>,
+    /// Every name this unpack made (or queued): only these can be in the way
+    /// of a later entry, since `dest` starts empty.
+    seen: RefCell<HashSet<Key>>,
+    /// None: every file is written on this thread.
+    shared: Option<Arc<Shared>>,
+    workers: usize,
+    dirs: Vec<DirMeta>,
+    dir_index: HashMap<Rel, usize>,
+    buf: Vec<u8>,
+    disk: u64,
+    entries: u64,
+}
+
 impl<'a> Writer<'a> {
-    fn new(root: OwnedFd, ops: &'a dyn Privileged, layer: &'a str) -> Self {
-        Writer {
-            root: Rc::new(root),
+    fn new(root: OwnedFd, ops: &'a dyn Privileged, layer: &'a str, workers: usize) -> Result<Self, LayerError> {
+        let root_id = dir_id(root.as_fd()).map_err(|e| sys_err(layer, "stat", b".", e))?;
+        Ok(Writer {
+            root: Arc::new(root),
+            root_id,
             ops,
             layer,
             cached: RefCell::new(None),
+            seen: RefCell::new(HashSet::new()),
+            shared: (workers > 0).then(Default::default),
+            workers,
             dirs: Vec::new(),
             dir_index: HashMap::new(),
             buf: vec![0; CHUNK],
             disk: 0,
             entries: 0,
-        }
+        })
     }
 
     fn sys(&self, what: impl std::fmt::Display, path: &[u8], errno: Errno) -> LayerError {
@@ -421,6 +658,30 @@ impl<'a> Writer<'a> {
     }
 
     fn run(mut self, stream: &mut ChannelReader) -> Result<Written, LayerError> {
+        if let Some(shared) = self.shared.clone() {
+            let (ops, layer) = (self.ops, self.layer);
+            std::thread::scope(|s| {
+                for _ in 0..self.workers {
+                    let shared = &*shared;
+                    s.spawn(move || work(shared, ops, layer));
+                }
+                let _close = CloseOnDrop(&shared);
+                if let Err(e) = self.entries(stream).and_then(|()| self.wait_all()) {
+                    shared.fail(e);
+                }
+            });
+            // the workers are gone: the first error, theirs or ours, is the one
+            if let Some(e) = shared.lock().failed.take() {
+                return Err(e);
+            }
+        } else {
+            self.entries(stream)?;
+        }
+        self.finish_dirs()?;
+        Ok(Written { disk: self.disk, entries: self.entries })
+    }
+
+    fn entries(&mut self, stream: &mut ChannelReader) -> Result<(), LayerError> {
         let mut archive = tar::Archive::new(stream);
         for entry in archive.entries().map_err(|e| self.corrupt(e))? {
             let mut entry = entry.map_err(|e| self.corrupt(e))?;
@@ -428,8 +689,44 @@ impl<'a> Writer<'a> {
         }
         // Tar padding and trailing blocks are part of the diff_id: read them.
         io::copy(archive.into_inner(), &mut io::sink()).map_err(|e| self.corrupt(e))?;
-        self.finish_dirs()?;
-        Ok(Written { disk: self.disk, entries: self.entries })
+        Ok(())
+    }
+
+    /// Wait until `done` holds, or a worker failed.
+    fn wait_until(&self, mut done: impl FnMut(&Queue) -> bool) -> Result<Option<MutexGuard<'_, Queue>>, LayerError> {
+        let Some(shared) = &self.shared else { return Ok(None) };
+        let mut q = shared.lock();
+        loop {
+            if let Some(e) = &q.failed {
+                return Err(e.clone());
+            }
+            if done(&q) {
+                return Ok(Some(q));
+            }
+            q = shared.done.wait(q).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Every queued file written.
+    fn wait_all(&self) -> Result<(), LayerError> {
+        self.wait_until(|q| q.jobs.is_empty() && q.busy == 0).map(drop)
+    }
+
+    /// The file queued under `key`, if any, written: before this thread
+    /// touches that name, so that later entries still win.
+    fn wait_key(&self, key: Key) -> Result<(), LayerError> {
+        if self.shared.is_none() || !self.seen.borrow().contains(&key) {
+            return Ok(());
+        }
+        self.wait_until(|q| !q.pending.contains(&key)).map(drop)
+    }
+
+    /// Record that this unpack makes `key`, first waiting for a file queued
+    /// under it.
+    fn claim(&self, key: Key) -> Result<(), LayerError> {
+        self.wait_key(key)?;
+        self.seen.borrow_mut().insert(key);
+        Ok(())
     }
 
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), LayerError> {
@@ -458,10 +755,14 @@ impl<'a> Writer<'a> {
             return self.whiteout(parent, hidden, &raw_path, &meta);
         }
 
-        let dir = self.parent(parent, &raw_path)?;
-        let dir = dir.as_fd();
+        let (dir_fd, dir_id) = self.parent(parent, &raw_path)?;
+        let key = key_of(dir_id, name);
+        if matches!(kind, T::Regular | T::Continuous | T::GNUSparse) {
+            return self.file(dir_fd, key, name, raw_path, meta, kind == T::GNUSparse, entry);
+        }
+        self.claim(key)?;
+        let dir = dir_fd.as_fd();
         match kind {
-            T::Regular | T::Continuous | T::GNUSparse => self.file(dir, name, &raw_path, &meta, entry),
             T::Directory => {
                 self.mkdir(dir, name, &raw_path)?;
                 self.apply_owner_xattrs(dir, name, &raw_path, &meta)?;
@@ -501,7 +802,6 @@ impl<'a> Writer<'a> {
             _ => Err(self.hostile(&raw_path, "has an unsupported tar entry type")),
         }
     }
-
     fn meta<R: Read>(&self, entry: &mut tar::Entry<'_, R>) -> Result<Meta, LayerError> {
         let h = entry.header();
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -535,23 +835,32 @@ impl<'a> Writer<'a> {
 
     /// The directory `parent` (a cleaned path), resolved in the layer's root
     /// and created 0755 where missing.
-    fn parent(&self, parent: &[CString], raw: &[u8]) -> Result<Rc<OwnedFd>, LayerError> {
+    fn parent(&self, parent: &[CString], raw: &[u8]) -> Result<(Arc<OwnedFd>, DirId), LayerError> {
         if parent.is_empty() {
-            return Ok(self.root.clone());
+            return Ok((self.root.clone(), self.root_id));
         }
-        if let Some((p, fd)) = &*self.cached.borrow() {
+        if let Some((p, fd, id)) = &*self.cached.borrow() {
             if p.as_slice() == parent {
-                return Ok(fd.clone());
+                return Ok((fd.clone(), *id));
             }
         }
-        let fd = Rc::new(self.resolve_dir(parent, raw, true)?);
-        *self.cached.borrow_mut() = Some((parent.to_vec(), fd.clone()));
-        Ok(fd)
+        let fd = self.resolve_dir(parent, raw, true)?;
+        let id = dir_id(fd.as_fd()).map_err(|e| self.sys("stat parent of", raw, e))?;
+        let fd = Arc::new(fd);
+        *self.cached.borrow_mut() = Some((parent.to_vec(), fd.clone(), id));
+        Ok((fd, id))
     }
 
     fn resolve_dir(&self, path: &[CString], raw: &[u8], create: bool) -> Result<OwnedFd, LayerError> {
         let joined = join(path);
-        match open_in_root(self.root.as_fd(), &joined) {
+        let mut r = open_in_root(self.root.as_fd(), &joined);
+        if r.is_err() && self.shared.is_some() {
+            // A file still queued may be on this path: answer as a sequential
+            // unpack would, once it is there.
+            self.wait_all()?;
+            r = open_in_root(self.root.as_fd(), &joined);
+        }
+        match r {
             Ok(fd) => Ok(fd),
             Err(Errno::ENOENT) if create => self.make_dirs(path, raw),
             Err(Errno::ENOTDIR) => Err(self.hostile(raw, "has a parent that is not a directory")),
@@ -560,7 +869,8 @@ impl<'a> Writer<'a> {
     }
 
     /// Slow path, for tars that list a file before its directories: find the
-    /// longest existing prefix, then mkdir the rest below it.
+    /// longest existing prefix, then mkdir the rest below it. Only reached
+    /// with no file queued.
     fn make_dirs(&self, path: &[CString], raw: &[u8]) -> Result<OwnedFd, LayerError> {
         let mut cur = self.root.try_clone().map_err(|e| self.sys("dup root for", raw, errno_of(&e)))?;
         let mut missing = false;
@@ -576,6 +886,8 @@ impl<'a> Writer<'a> {
                     Err(e) => return Err(self.sys("open parent of", raw, e)),
                 }
             }
+            let id = dir_id(cur.as_fd()).map_err(|e| self.sys("stat parent of", raw, e))?;
+            self.seen.borrow_mut().insert(key_of(id, comp));
             match mkdirat(cur.as_fd(), comp.as_c_str(), Mode::from_bits_truncate(0o755)) {
                 Ok(()) => {
                     // explicit: the process umask must not decide a layer's modes
@@ -611,12 +923,10 @@ impl<'a> Writer<'a> {
     }
 
     fn remove(&self, dir: BorrowedFd<'_>, name: &CStr, raw: &[u8]) -> Result<(), LayerError> {
+        // what goes may be a directory with files still queued in it
+        self.wait_all()?;
         self.cached.borrow_mut().take();
-        match unlinkat(dir, name, UnlinkatFlags::NoRemoveDir) {
-            Ok(()) | Err(Errno::ENOENT) => Ok(()),
-            Err(Errno::EISDIR) => remove_dir_all(dir, name).map_err(|e| self.sys("remove", raw, e)),
-            Err(e) => Err(self.sys("remove", raw, e)),
-        }
+        remove_entry(dir, name).map_err(|e| self.sys("remove", raw, e))
     }
 
     fn mkdir(&self, dir: BorrowedFd<'_>, name: &CStr, raw: &[u8]) -> Result<(), LayerError> {
@@ -635,7 +945,52 @@ impl<'a> Writer<'a> {
         }
     }
 
+    /// A regular file: queued for a worker with its content, or, when large
+    /// (or with no workers), streamed to disk here.
+    #[allow(clippy::too_many_arguments)]
     fn file<R: Read>(
+        &mut self,
+        dir: Arc<OwnedFd>,
+        key: Key,
+        name: &CStr,
+        raw: Vec<u8>,
+        meta: Meta,
+        sparse: bool,
+        entry: &mut tar::Entry<'_, R>,
+    ) -> Result<(), LayerError> {
+        if self.seen.borrow().contains(&key) {
+            // A duplicate: whatever this unpack put there goes first (after
+            // every queued file, since it may be a directory holding some),
+            // then the new file is made as if on an empty name.
+            self.remove(dir.as_fd(), name, &raw)?;
+        }
+        self.seen.borrow_mut().insert(key);
+        let want = entry.size();
+        let Some(shared) = self.shared.clone().filter(|_| want <= LARGE && !sparse) else {
+            return self.file_here(dir.as_fd(), name, &raw, &meta, entry);
+        };
+        let len = want as usize;
+        let mut data = shared.lock().pool.pop().unwrap_or_default();
+        if data.len() < len {
+            data.resize(len, 0);
+        }
+        let copied = fill(entry, &mut data[..len]).map_err(|e| self.corrupt(e))?;
+        if copied < len {
+            return Err(self.truncated(&raw, copied as u64, want));
+        }
+        self.disk += want;
+        let job = Job { dir, name: name.to_owned(), raw, data, len, meta, key };
+        let cost = job.cost();
+        let mut q = self.wait_until(|q| q.bytes == 0 || q.bytes + cost <= BUDGET)?.expect("workers");
+        q.bytes += cost;
+        q.pending.insert(key);
+        q.jobs.push_back(job);
+        drop(q);
+        shared.work.notify_one();
+        Ok(())
+    }
+
+    fn file_here<R: Read>(
         &mut self,
         dir: BorrowedFd<'_>,
         name: &CStr,
@@ -643,10 +998,9 @@ impl<'a> Writer<'a> {
         meta: &Meta,
         entry: &mut tar::Entry<'_, R>,
     ) -> Result<(), LayerError> {
-        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         let mut fd = None;
         self.create(dir, name, raw, |d, n| {
-            fd = Some(openat(d, n, flags, Mode::from_bits_truncate(0o600))?);
+            fd = Some(open_new(d, n)?);
             Ok(())
         })?;
         let fd = fd.expect("created");
@@ -663,15 +1017,14 @@ impl<'a> Writer<'a> {
             copied += n as u64;
         }
         if copied < want {
-            return Err(self.corrupt(io::Error::other(format!(
-                "{} is truncated at {copied} of {want} bytes",
-                String::from_utf8_lossy(raw)
-            ))));
+            return Err(self.truncated(raw, copied, want));
         }
         self.disk += copied;
-        self.apply_owner_xattrs(dir, name, raw, meta)?;
-        fchmod(fd.as_fd(), Mode::from_bits_retain(meta.mode)).map_err(|e| self.sys("chmod", raw, e))?;
-        futimens(fd.as_fd(), &meta.mtime, &meta.mtime).map_err(|e| self.sys("set times of", raw, e))
+        finish_file(fd.as_fd(), meta, self.ops, self.layer, raw)
+    }
+
+    fn truncated(&self, raw: &[u8], copied: u64, want: u64) -> LayerError {
+        self.corrupt(io::Error::other(format!("{} is truncated at {copied} of {want} bytes", String::from_utf8_lossy(raw))))
     }
 
     fn hardlink(&self, dir: BorrowedFd<'_>, name: &CStr, raw: &[u8], target: &[u8]) -> Result<(), LayerError> {
@@ -684,6 +1037,9 @@ impl<'a> Writer<'a> {
         } else {
             self.resolve_dir(tparent, raw, false)?
         };
+        // a target still queued is linked once it is written
+        let tid = dir_id(tdir.as_fd()).map_err(|e| self.sys("stat target of", raw, e))?;
+        self.wait_key(key_of(tid, tname))?;
         // flags 0: the target's last component is linked as it is, never followed
         self.create(dir, name, raw, |d, n| linkat(tdir.as_fd(), tname.as_c_str(), d, n, AtFlags::empty()))
     }
@@ -693,7 +1049,7 @@ impl<'a> Writer<'a> {
     fn whiteout(&mut self, parent: &[CString], hidden: &[u8], raw: &[u8], meta: &Meta) -> Result<(), LayerError> {
         if hidden.starts_with(WHITEOUT_PREFIX) {
             if [WHITEOUT_PREFIX, hidden].concat() == OPAQUE_MARKER {
-                let dir = self.parent(parent, raw)?;
+                let (dir, _) = self.parent(parent, raw)?;
                 let (ops, dir) = (self.ops, dir.as_fd());
                 return ops.set_xattr(dir, c".", OPAQUE_XATTR, b"y").map_err(|e| self.sys("make opaque", raw, e));
             }
@@ -704,7 +1060,8 @@ impl<'a> Writer<'a> {
             return Err(self.hostile(raw, "is a whiteout of nothing"));
         }
         let name = CString::new(hidden).map_err(|_| self.hostile(raw, "has a nul byte"))?;
-        let dir = self.parent(parent, raw)?;
+        let (dir, id) = self.parent(parent, raw)?;
+        self.claim(key_of(id, &name))?;
         let (ops, dir) = (self.ops, dir.as_fd());
         match ops.mknod(dir, &name, SFlag::S_IFCHR, 0) {
             // A whiteout hides lower layers only; an entry of this same layer
@@ -860,6 +1217,21 @@ fn remove_dir_all(dir: BorrowedFd<'_>, name: &CStr) -> nix::Result<()> {
         }
     }
     unlinkat(dir, name, UnlinkatFlags::RemoveDir)
+}
+
+
+fn dir_id(fd: BorrowedFd<'_>) -> nix::Result<DirId> {
+    let st = nix::sys::stat::fstat(fd)?;
+    Ok((st.st_dev as u64, st.st_ino as u64))
+}
+
+/// Remove `name` below `dir`, a directory with all it holds; gone already is fine.
+fn remove_entry(dir: BorrowedFd<'_>, name: &CStr) -> nix::Result<()> {
+    match unlinkat(dir, name, UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => Ok(()),
+        Err(Errno::EISDIR) => remove_dir_all(dir, name),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

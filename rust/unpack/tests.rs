@@ -27,6 +27,15 @@ enum Call {
 #[derive(Default)]
 struct Fake {
     calls: Mutex<Vec<Call>>,
+    /// Each file chown sleeps this long: widens the window in which queued
+    /// files are not yet on disk.
+    slow: Option<std::time::Duration>,
+    /// A file chown fails with EIO for this name.
+    fail: Option<&'static str>,
+}
+
+fn at_fd(fd: BorrowedFd<'_>) -> PathBuf {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap()
 }
 
 fn at(dir: BorrowedFd<'_>, name: &CStr) -> PathBuf {
@@ -55,6 +64,21 @@ impl Privileged for Fake {
     }
     fn set_xattr(&self, dir: BorrowedFd<'_>, name: &CStr, key: &CStr, value: &[u8]) -> nix::Result<()> {
         self.calls.lock().unwrap().push(Call::Xattr(at(dir, name), key.to_str().unwrap().into(), value.to_vec()));
+        Ok(())
+    }
+    fn fchown(&self, fd: BorrowedFd<'_>, uid: u32, gid: u32) -> nix::Result<()> {
+        let path = at_fd(fd);
+        if let Some(d) = self.slow {
+            std::thread::sleep(d);
+        }
+        if self.fail.is_some_and(|f| path.file_name().unwrap() == f) {
+            return Err(Errno::EIO);
+        }
+        self.calls.lock().unwrap().push(Call::Chown(path, uid, gid));
+        Ok(())
+    }
+    fn fset_xattr(&self, fd: BorrowedFd<'_>, key: &CStr, value: &[u8]) -> nix::Result<()> {
+        self.calls.lock().unwrap().push(Call::Xattr(at_fd(fd), key.to_str().unwrap().into(), value.to_vec()));
         Ok(())
     }
 }
@@ -597,4 +621,222 @@ fn as_root_the_host_keeps_owners_devices_and_xattrs() {
         Err(e) => assert_eq!(e, Errno::ENOTSUP),
     }
     assert!(!d.join(".wh..wh..opq").exists());
+}
+
+// ------------------------------------------------ files created on workers
+
+fn slow_fake() -> Fake {
+    Fake { slow: Some(std::time::Duration::from_millis(3)), ..Default::default() }
+}
+
+fn run_workers(c: &Case, workers: usize, fake: &Fake) -> Result<Summary, LayerError> {
+    unpack_workers(&c.blob, &c.dest, &Options::default(), fake, workers)
+}
+
+/// Everything checkable about a tree without root: kind, content or target,
+/// mode, mtime, inode sharing, and what the fake was asked to chown.
+fn snapshot(root: &Path, fake: &Fake) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut inodes = std::collections::HashMap::new();
+    for rel in tree(root) {
+        let p = root.join(&rel);
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        let what = if m.is_dir() {
+            "dir".to_string()
+        } else if m.file_type().is_symlink() {
+            format!("-> {}", std::fs::read_link(&p).unwrap().display())
+        } else if !m.is_file() {
+            format!("{:?}", m.file_type())
+        } else {
+            let first = inodes.entry(m.ino()).or_insert_with(|| rel.clone()).clone();
+            format!("{:x} link-of {first}", Sha256::digest(std::fs::read(&p).unwrap()))
+        };
+        let mode = if m.file_type().is_symlink() { 0 } else { m.mode() & 0o7777 };
+        // directories no entry listed keep the time they were made
+        let time = if m.is_dir() && m.mtime() > 1_700_000_001 { "now".into() } else { format!("{}.{}", m.mtime(), m.mtime_nsec()) };
+        out.push(format!("{rel} {what} {mode:o} {time}"));
+    }
+    let mut calls: Vec<String> = fake
+        .calls()
+        .iter()
+        .map(|c| match c {
+            Call::Chown(p, u, g) => format!("chown {} {u} {g}", p.strip_prefix(root).unwrap().display()),
+            other => format!("{other:?}").replace(root.to_str().unwrap(), ""),
+        })
+        .collect();
+    calls.sort();
+    out.extend(calls);
+    out
+}
+
+/// Unpack `tar` sequentially and on `workers` workers (slowed down); both
+/// trees must be the same, and so must the results.
+fn same_as_sequential(tar: &[u8], workers: usize) -> Vec<String> {
+    let seq = case(tar);
+    let seq_fake = Fake::default();
+    let seq_r = run_workers(&seq, 0, &seq_fake);
+    let par = case(tar);
+    let par_fake = slow_fake();
+    let par_r = run_workers(&par, workers, &par_fake);
+    match (&seq_r, &par_r) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b),
+        (Err(a), Err(b)) => assert_eq!(
+            a.to_string().replace(seq.blob.to_str().unwrap(), "BLOB"),
+            b.to_string().replace(par.blob.to_str().unwrap(), "BLOB")
+        ),
+        _ => panic!("sequential {seq_r:?}, parallel {par_r:?}"),
+    }
+    let a = snapshot(&seq.dest, &seq_fake);
+    assert_eq!(a, snapshot(&par.dest, &par_fake));
+    a
+}
+
+#[test]
+fn duplicates_of_queued_files_win() {
+    let mut t = Tar::new().dir("d/", 0o755).link(tar::EntryType::Symlink, "l", "d");
+    for i in 0..20 {
+        t = t.file("d/a", format!("a{i}").as_bytes()).file("d/b", format!("b{i}").as_bytes());
+        // the same file through a symlink to its directory
+        t = t.file("l/c", format!("c{i}").as_bytes()).file("d/c", format!("cc{i}").as_bytes());
+    }
+    let tar = t.link(tar::EntryType::Symlink, "d/b", "a").bytes();
+    let snap = same_as_sequential(&tar, 3);
+    assert!(snap.iter().any(|l| l.starts_with("d/b -> a")), "{snap:?}");
+    let c = case(&tar);
+    run_workers(&c, 2, &slow_fake()).unwrap();
+    assert_eq!(std::fs::read(c.dest.join("d/a")).unwrap(), b"a19");
+    assert_eq!(std::fs::read(c.dest.join("d/c")).unwrap(), b"cc19");
+}
+
+#[test]
+fn a_hardlink_to_a_queued_file_links_the_written_file() {
+    let tar = Tar::new()
+        .file("bin/perl", b"interpreter")
+        .link(tar::EntryType::Link, "bin/perl5", "bin/perl")
+        .link(tar::EntryType::Link, "other/perl", "bin/perl")
+        .file("bin/perl", b"replaced")
+        .link(tar::EntryType::Link, "bin/perl6", "bin/perl")
+        .bytes();
+    same_as_sequential(&tar, 2);
+    let c = case(&tar);
+    run_workers(&c, 2, &slow_fake()).unwrap();
+    let d = &c.dest;
+    let old = std::fs::metadata(d.join("bin/perl5")).unwrap();
+    assert_eq!(old.nlink(), 2);
+    assert_eq!(std::fs::metadata(d.join("other/perl")).unwrap().ino(), old.ino());
+    assert_eq!(std::fs::read(d.join("other/perl")).unwrap(), b"interpreter");
+    assert_eq!(std::fs::read(d.join("bin/perl6")).unwrap(), b"replaced");
+    assert_eq!(std::fs::metadata(d.join("bin/perl")).unwrap().nlink(), 2);
+}
+
+#[test]
+fn a_directory_replaced_while_its_files_are_queued() {
+    let mut t = Tar::new().dir("gone/", 0o755).dir("gone/sub/", 0o755);
+    for i in 0..30 {
+        t = t.file(&format!("gone/f{i}"), b"x").file(&format!("gone/sub/g{i}"), b"y");
+    }
+    let tar = t
+        .file("gone", b"now a file")
+        .dir("moved/", 0o755)
+        .file("moved/a", b"a")
+        .link(tar::EntryType::Symlink, "moved", "gone")
+        .file("file/", b"")
+        .bytes();
+    let snap = same_as_sequential(&tar, 4);
+    let c = case(&tar);
+    run_workers(&c, 4, &slow_fake()).unwrap();
+    assert_eq!(std::fs::read(c.dest.join("gone")).unwrap(), b"now a file");
+    assert_eq!(tree(&c.dest), ["file", "gone", "moved"].map(String::from).to_vec(), "{snap:?}");
+}
+
+#[test]
+fn a_queued_file_on_a_later_entry_path_is_no_directory() {
+    // sequentially `a` is a file when `a/b` comes: hostile, whether or not a
+    // worker has written `a` yet
+    let tar = Tar::new().file("a", b"file").file("a/b", b"x").bytes();
+    same_as_sequential(&tar, 2);
+    let c = case(&tar);
+    let e = run_workers(&c, 2, &slow_fake()).unwrap_err();
+    assert!(e.to_string().contains("has a parent that is not a directory"), "{e}");
+    // nor may a whiteout or a directory of the same name overtake it
+    let tar = Tar::new().file("w", b"kept").file(".wh.w", b"").file("x", b"f").dir("x/", 0o755).bytes();
+    same_as_sequential(&tar, 2);
+}
+
+#[test]
+fn many_files_in_many_dirs_as_a_sequential_unpack_makes_them() {
+    let mut t = Tar::new().dir("./", 0o755);
+    for d in 0..25usize {
+        t = t.dir(&format!("d{d}/"), 0o750 + (d % 8) as u32);
+        for f in 0..20 {
+            let mut h = Tar::header(&format!("d{d}/f{f}"), tar::EntryType::Regular, 0, 0o600 + f as u32);
+            let data = vec![(d * f) as u8; (d * 997 + f * 31) % 70_000];
+            h.set_size(data.len() as u64);
+            h.set_uid(d as u64);
+            h.set_gid(f as u64);
+            h.set_mtime(1_500_000_000 + (d * 100 + f) as u64);
+            t = t.raw(h, &data);
+        }
+        t = t
+            .pax(&[("SCHILY.xattr.user.k", format!("v{d}").as_bytes()), ("mtime", b"1600000000.25")])
+            .file(&format!("d{d}/x"), b"with xattr")
+            .link(tar::EntryType::Link, &format!("d{d}/h"), &format!("d{d}/f3"))
+            .link(tar::EntryType::Symlink, &format!("d{d}/s"), "f1")
+            .raw(Tar::header(&format!("d{d}/p"), tar::EntryType::Fifo, 0, 0o640), &[]);
+    }
+    // a big one streamed by the parser among queued ones
+    let tar = t.file("d3/big", &vec![7u8; (LARGE + 5) as usize]).file("d3/after", b"a").bytes();
+    let snap = same_as_sequential(&tar, 4);
+    assert!(snap.iter().any(|l| l.starts_with("d7/x ") && l.ends_with("1600000000.250000000")), "{snap:?}");
+    assert!(snap.contains(&"chown d4/f5 4 5".to_string()));
+    assert!(snap.iter().any(|l| l.contains("/d2/x") && l.contains("user.k") ));
+    let c = case(&tar);
+    let s = run_workers(&c, 4, &Fake::default()).unwrap();
+    assert_eq!((s.diff_id, s.disk), (sha(&tar), s.disk));
+}
+
+#[test]
+fn a_worker_error_is_the_error_and_nothing_hangs() {
+    let mut t = Tar::new();
+    for i in 0..200 {
+        t = t.file(&format!("d{}/f{i}", i % 7), b"data");
+    }
+    let tar = t.bytes();
+    let c = case(&tar);
+    let fake = Fake { fail: Some("f57"), ..slow_fake() };
+    let e = run_workers(&c, 3, &fake).unwrap_err();
+    assert!(matches!(e, LayerError::Sys { errno: Errno::EIO, .. }), "{e}");
+    assert!(e.to_string().contains("chown d1/f57"), "{e}");
+    // it stopped: not all 200 were written
+    assert!(fake.calls().len() < 200);
+
+    // the parser failing mid-way with files queued: its error, workers joined
+    let c = case(&tar[..tar.len() / 2 + 100]);
+    let e = run_workers(&c, 3, &slow_fake()).unwrap_err();
+    assert!(matches!(e, LayerError::Corrupt { .. }), "{e}");
+}
+
+#[test]
+fn a_blob_can_be_a_pipe_still_being_written() {
+    let tar = big_tar();
+    for blob in [gzip(&tar), zstd::encode_all(&tar[..], 3).unwrap(), tar.clone()] {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let feed = {
+            let blob = blob.clone();
+            std::thread::spawn(move || {
+                let mut w = File::from(w);
+                for part in blob.chunks(1000) {
+                    w.write_all(part).unwrap();
+                    std::thread::sleep(std::time::Duration::from_micros(50));
+                }
+            })
+        };
+        let c = case(b"");
+        let path = PathBuf::from(format!("/proc/self/fd/{}", r.as_raw_fd()));
+        let opts = Options { expected_digest: Some(sha(&blob)), expected_diff_id: Some(sha(&tar)), max_size: 0 };
+        let s = unpack_with(&path, &c.dest, &opts, &Fake::default()).unwrap();
+        feed.join().unwrap();
+        assert_eq!((s.size, s.entries), (tar.len() as u64, 50));
+        assert_eq!(std::fs::read(c.dest.join("f49")).unwrap(), vec![49u8; 40_049]);
+    }
 }

@@ -33,7 +33,7 @@ LAYER_TYPES = {
 }
 CONFIG_TYPES = {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
 PARALLEL = 3  # docker's default max-concurrent-downloads
-STREAM = False
+STREAM = True
 
 _ARCH = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm", "armel": "arm",
          "i386": "386", "i686": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
