@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pinnace import _core
 from pinnace._jsonenc import dumps
-from pinnace.config import ALL_CAPS, capabilities, merge_env, parse_env, parse_user, supplementary_groups
+from pinnace.config import capabilities, merge_env, parse_env, parse_user, supplementary_groups
 from pinnace.containers import Store
 from pinnace.errors import Conflict, UsageError
 
@@ -36,16 +36,20 @@ def process_spec(state: dict, cmd: list[str], env=(), workdir: str | None = None
     cwd = workdir or config.get("WorkingDir") or "/"
     if not cwd.startswith("/"):
         raise UsageError(f"the working directory '{cwd}' is invalid, it needs to be an absolute path")
-    caps = list(ALL_CAPS) if privileged else capabilities(host.get("CapAdd") or [], host.get("CapDrop") or [])
-    return {
+    process = {
         "terminal": False,
         "args": list(cmd),
         "env": merge_env(config.get("Env") or [], parse_env(env)),
         "cwd": cwd,
         "user": {**ids, "additionalGids": supplementary_groups(ids["uid"], ids["gid"], [], root)},
-        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
         "noNewPrivileges": True,
     }
+    # privileged: every capability the caller has (no set given keeps them),
+    # which is all of them unless the host itself withholds some
+    if not privileged:
+        caps = capabilities(host.get("CapAdd") or [], host.get("CapDrop") or [])
+        process["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps}
+    return process
 
 
 def exec_in(
