@@ -64,15 +64,27 @@ class Running:
         return r.stdout.decode()
 
     def stop(self) -> None:
+        """SIGKILL the container's first process; its ``pinnace run`` then
+        cleans up and exits (killing that instead would leave an orphan)."""
         try:
             os.kill(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, AttributeError):
+        except ProcessLookupError:  # already gone
+            pass
+        except AttributeError:  # never started
             self.cli.kill()
         self.cli.wait(20)
 
 
 # the container's command writes a marker, then sleeps as PID 1
 SLEEPER = ["sh", "-c", "echo written > /tmp/marker; exec sleep 60"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def nothing_left(store):
+    yield
+    from conftest import container_dirs
+
+    assert container_dirs(store) == []
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +194,7 @@ def test_a_container_that_is_not_running_is_refused(store):
         with pytest.raises(Conflict, match="is not running"):
             exec_in(Store(store["root"], store["runroot"]), "exec-exited", ["true"])
     finally:
-        subprocess.run([PINNACE, "rm", "exec-exited"], capture_output=True)
+        assert subprocess.run([PINNACE, "rm", "exec-exited"], capture_output=True).returncode == 0
 
 
 def test_exec_ends_with_its_container(store):
