@@ -3,6 +3,7 @@
 
 pub mod cgroups;
 pub mod error;
+pub mod exec;
 pub mod ops;
 pub mod plan;
 pub mod spawn;
@@ -139,6 +140,37 @@ mod python {
         });
         match r {
             Ok((pid, exit, warnings)) => Ok((pid, exit_tuple(py, exit, warnings)?)),
+            Err(e) => Err(to_py(py, e)),
+        }
+    }
+
+    /// Run a process in a running container: `process_json` is an OCI
+    /// runtime-spec "process" object, `pid` the container's first process.
+    /// Returns (pid, exit_code, signal, stdout, stderr, timed_out); with
+    /// `detach` it returns once the command has started, with exit_code None.
+    #[pyfunction]
+    #[pyo3(signature = (pid, process_json, stdin=DEVNULL, stdout=PIPE, stderr=PIPE, *, input=None, timeout=None, forward_signals=false, detach=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn exec_in<'py>(
+        py: Python<'py>,
+        pid: i32,
+        process_json: &str,
+        stdin: i32,
+        stdout: i32,
+        stderr: i32,
+        input: Option<Vec<u8>>,
+        timeout: Option<f64>,
+        forward_signals: bool,
+        detach: bool,
+    ) -> PyResult<(i32, Option<i32>, Option<i32>, Option<Bound<'py, PyBytes>>, Option<Bound<'py, PyBytes>>, bool)> {
+        let io = [stdio(stdin)?, stdio(stdout)?, stdio(stderr)?];
+        let opts = crate::exec::ExecOptions { wait: wait_opts(forward_signals, timeout, input), detach };
+        match py.detach(|| crate::exec::exec_in(pid, process_json, io, opts)) {
+            Ok((pid, None)) => Ok((pid, None, None, None, None, false)),
+            Ok((pid, Some(e))) => {
+                let b = |v: Option<Vec<u8>>| v.map(|v| PyBytes::new(py, &v));
+                Ok((pid, Some(e.code), e.signal, b(e.stdout), b(e.stderr), e.timed_out))
+            }
             Err(e) => Err(to_py(py, e)),
         }
     }
@@ -350,6 +382,7 @@ mod python {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         m.add_function(wrap_pyfunction!(run, m)?)?;
         m.add_function(wrap_pyfunction!(create, m)?)?;
+        m.add_function(wrap_pyfunction!(exec_in, m)?)?;
         m.add_class::<Process>()?;
         Ok(())
     }

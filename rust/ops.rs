@@ -102,6 +102,9 @@ pub trait Sys {
     fn loopback_up(&self) -> SysResult;
     /// Attach the root filesystem the parent made as a detached mount.
     fn attach_root(&self, target: &CStr) -> SysResult;
+    /// Enter the namespaces `nstype` names of what `fd` refers to (a pidfd,
+    /// or one namespace's /proc/PID/ns file).
+    fn setns(&self, fd: RawFd, nstype: libc::c_int) -> SysResult;
 }
 
 /// One step of container setup.
@@ -143,6 +146,9 @@ pub enum Op {
     /// Attach the detached root mount the parent created (see
     /// `Plan::detached_root`) at `target`.
     AttachRoot { target: CString },
+    /// Join a running container's namespaces (exec). `fd` is a descriptor
+    /// the parent keeps open until the child has exec'd.
+    Setns { fd: RawFd, nstype: libc::c_int },
 }
 
 fn s(c: &CString) -> String {
@@ -186,8 +192,26 @@ impl Op {
             Op::Chdir { path } => format!("change to working directory {}", s(path)),
             Op::LoopbackUp => "bring up the loopback interface".into(),
             Op::AttachRoot { target } => format!("attach the root filesystem at {}", s(target)),
+            Op::Setns { nstype, .. } => format!("join the container's namespaces ({})", ns_names(*nstype)),
         }
     }
+}
+
+/// The namespace flags setns and clone know, with the names /proc/PID/ns uses.
+pub const NAMESPACES: &[(libc::c_int, &str)] = &[
+    (libc::CLONE_NEWUSER, "user"),
+    (libc::CLONE_NEWNS, "mnt"),
+    (libc::CLONE_NEWUTS, "uts"),
+    (libc::CLONE_NEWIPC, "ipc"),
+    (libc::CLONE_NEWNET, "net"),
+    (libc::CLONE_NEWPID, "pid"),
+    (libc::CLONE_NEWCGROUP, "cgroup"),
+    (libc::CLONE_NEWTIME, "time"),
+];
+
+/// "user, mnt, net" for a mask of namespace flags.
+pub fn ns_names(mask: libc::c_int) -> String {
+    NAMESPACES.iter().filter(|(f, _)| mask & f != 0).map(|(_, n)| *n).collect::<Vec<_>>().join(", ")
 }
 
 const MS_RO_BIND: c_ulong = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
@@ -345,6 +369,7 @@ fn run_op(op: &Op, sys: &dyn Sys) -> SysResult {
         Op::Chdir { path } => sys.chdir(path),
         Op::LoopbackUp => sys.loopback_up(),
         Op::AttachRoot { target } => sys.attach_root(target),
+        Op::Setns { fd, nstype } => sys.setns(*fd, *nstype),
     }
 }
 
@@ -667,6 +692,9 @@ impl Sys for Kernel {
             ) as libc::c_int
         })
     }
+    fn setns(&self, fd: RawFd, nstype: libc::c_int) -> SysResult {
+        check(unsafe { libc::setns(fd, nstype) })
+    }
 }
 
 /// Make a filesystem as a detached mount (fsopen/fsconfig/fsmount), with
@@ -832,6 +860,9 @@ pub mod fake {
         }
         fn attach_root(&self, t: &CStr) -> SysResult {
             self.record(format!("attach {}", o(Some(t))))
+        }
+        fn setns(&self, fd: RawFd, nstype: libc::c_int) -> SysResult {
+            self.record(format!("setns {fd} {}", super::ns_names(nstype)))
         }
     }
 }

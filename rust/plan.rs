@@ -5,6 +5,7 @@
 //! tempdirs without root.
 
 use std::ffi::CString;
+use std::os::fd::RawFd;
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 
@@ -65,6 +66,25 @@ pub struct Plan {
     /// With a cgroup, the child unshares its cgroup namespace itself, after
     /// joining, so that the namespace is rooted at the container's cgroup.
     pub unshare_cgroupns: bool,
+    /// Set for a process joining a running container (exec) instead of
+    /// making one: nothing is created, so nothing is removed either.
+    pub join: Option<Join>,
+}
+
+/// What a process joining a running container enters besides what its ops
+/// do (the other namespaces are an [`Op::Setns`]).
+#[derive(Debug, Clone, Default)]
+pub struct Join {
+    /// The pid namespace to clone into: the calling thread enters it around
+    /// clone (setns(CLONE_NEWPID) only affects children, and a thread may do
+    /// it however many threads the process has). A pidfd or a
+    /// /proc/PID/ns/pid descriptor the caller keeps open; -1 to stay.
+    pub pidns_fd: RawFd,
+    /// The cgroup.procs files of every hierarchy the container's process is
+    /// in, written "0" by the child before it enters any namespace.
+    pub cgroup_procs: Vec<CString>,
+    /// On cgroup v2, the directory to clone3(CLONE_INTO_CGROUP) into.
+    pub cgroup_dir: Option<PathBuf>,
 }
 
 fn resources(r: Option<&oci_spec::runtime::LinuxResources>) -> Resources {
@@ -96,7 +116,7 @@ fn resources(r: Option<&oci_spec::runtime::LinuxResources>) -> Resources {
     out
 }
 
-fn cstr(s: impl AsRef<[u8]>) -> Result<CString> {
+pub(crate) fn cstr(s: impl AsRef<[u8]>) -> Result<CString> {
     CString::new(s.as_ref().to_vec()).map_err(|_| Error::Spec("string contains a NUL byte".into()))
 }
 
@@ -195,7 +215,7 @@ const DEV_SYMLINKS: &[(&str, &str)] = &[
     ("/proc/kcore", "core"),
 ];
 
-fn cap_mask(set: &Option<oci_spec::runtime::Capabilities>) -> Result<u64> {
+pub(crate) fn cap_mask(set: &Option<oci_spec::runtime::Capabilities>) -> Result<u64> {
     let mut mask = 0u64;
     for cap in set.iter().flatten() {
         let name = format!("CAP_{cap}");
@@ -205,7 +225,7 @@ fn cap_mask(set: &Option<oci_spec::runtime::Capabilities>) -> Result<u64> {
     Ok(mask)
 }
 
-fn rlimit_resource(name: &str) -> Result<i32> {
+pub(crate) fn rlimit_resource(name: &str) -> Result<i32> {
     Ok(match name {
         "RLIMIT_CPU" => libc::RLIMIT_CPU,
         "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
@@ -514,6 +534,7 @@ pub fn build(spec: &Spec) -> Result<Plan> {
         detached_root,
         cgroup,
         unshare_cgroupns,
+        join: None,
     })
 }
 

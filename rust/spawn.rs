@@ -20,7 +20,7 @@ use nix::errno::Errno;
 
 use crate::cgroups::{self, Manager, Stats};
 use crate::error::{Error, Result};
-use crate::ops::{run_ops, Kernel};
+use crate::ops::{run_ops, Kernel, Op};
 use crate::plan::Plan;
 
 /// Where one of the child's stdio streams goes.
@@ -230,6 +230,10 @@ pub fn spawn(plan: Plan, stdio: [Stdio; 3], opts: Options, go_now: bool) -> Resu
             }
         }
     }
+    // Joining a running container: its cgroups, made by whoever made it.
+    if let Some(j) = &plan.join {
+        procs.clone_from(&j.cgroup_procs);
+    }
     // Dropped on every early return below: the cgroup goes with it.
     struct CgroupGuard(Option<Box<dyn Manager>>);
     impl Drop for CgroupGuard {
@@ -274,6 +278,13 @@ pub fn spawn(plan: Plan, stdio: [Stdio; 3], opts: Options, go_now: bool) -> Resu
             return Err(Error::sys("queue the start signal", Errno::last()));
         }
     }
+    // setns(CLONE_NEWPID) affects only the children of the calling thread,
+    // and unlike the mount or user namespace any thread may do it: this one
+    // enters the container's pid namespace for the clone and leaves it after.
+    let pidns = match plan.join.as_ref().map(|j| j.pidns_fd) {
+        Some(fd) if fd >= 0 => Some(PidnsSwitch::enter(fd)?),
+        _ => None,
+    };
     // Block every signal around clone so that no handler of ours (Python's
     // among them) runs in the child before it resets them all.
     let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -285,7 +296,7 @@ pub fn spawn(plan: Plan, stdio: [Stdio; 3], opts: Options, go_now: bool) -> Resu
     let flags = plan.clone_flags | libc::SIGCHLD;
     // On cgroup v2 the kernel can start the child inside its cgroup
     // (clone3 with CLONE_INTO_CGROUP); otherwise the child joins it.
-    let cgroup_dir = cgroup.0.as_ref().and_then(|m| m.unified_dir()).and_then(|d| {
+    let cgroup_dir = cgroup.0.as_ref().and_then(|m| m.unified_dir()).or_else(|| plan.join.as_ref().and_then(|j| j.cgroup_dir.clone())).and_then(|d| {
         nix::fcntl::open(&d, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).ok()
     });
     let mut into_cgroup = -1;
@@ -311,7 +322,13 @@ pub fn spawn(plan: Plan, stdio: [Stdio; 3], opts: Options, go_now: bool) -> Resu
         pid as libc::c_int
     };
     let clone_errno = Errno::last();
+    let left = pidns.map(PidnsSwitch::leave);
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    if let Some(Err(e)) = left {
+        // Cannot happen (our own namespace is always ours to re-enter); if it
+        // did, this thread's children would land in the container.
+        panic!("leave the container's pid namespace: {e}");
+    }
     if pid < 0 {
         return Err(Error::sys("clone the container process", clone_errno));
     }
@@ -356,6 +373,34 @@ pub fn spawn(plan: Plan, stdio: [Stdio; 3], opts: Options, go_now: bool) -> Resu
         c.send(b'G')?;
     }
     Ok(c)
+}
+
+/// The calling thread's pid namespace for children, switched to a
+/// container's until `leave`.
+struct PidnsSwitch {
+    ours: OwnedFd,
+}
+
+impl PidnsSwitch {
+    fn enter(fd: RawFd) -> Result<Self> {
+        let ours = nix::fcntl::open(
+            "/proc/thread-self/ns/pid_for_children",
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| Error::sys("open /proc/thread-self/ns/pid_for_children", e))?;
+        if unsafe { libc::setns(fd, libc::CLONE_NEWPID) } < 0 {
+            return Err(Error::sys("join the container's pid namespace", Errno::last()));
+        }
+        Ok(PidnsSwitch { ours })
+    }
+
+    fn leave(self) -> std::result::Result<(), Errno> {
+        if unsafe { libc::setns(self.ours.as_raw_fd(), libc::CLONE_NEWPID) } < 0 {
+            return Err(Errno::last());
+        }
+        Ok(())
+    }
 }
 
 const VFORK_STACK: usize = 256 * 1024;
@@ -589,14 +634,28 @@ impl Container {
             self.reap();
             let errno = Errno::from_raw(m.errno);
             return Err(match m.kind {
-                MSG_OP => Error::Setup {
-                    what: self.plan.ops.get(m.index as usize).map_or_else(|| "unknown step".into(), |o| o.describe()),
-                    errno,
+                MSG_OP => match (self.plan.ops.get(m.index as usize), &self.plan.join) {
+                    // exec does not make a missing working directory: say so
+                    // as runc does, with docker's exit codes for it
+                    (Some(Op::Chdir { path }), Some(_)) => Error::Exec {
+                        message: format!(
+                            "chdir to cwd ({:?}) set in config.json failed: {}",
+                            path.to_string_lossy(),
+                            errno.desc().to_lowercase()
+                        ),
+                        exit_code: if matches!(errno, Errno::ENOENT | Errno::ENOTDIR) { 127 } else { 126 },
+                    },
+                    (op, _) => Error::Setup { what: op.map_or_else(|| "unknown step".into(), |o| o.describe()), errno },
                 },
                 MSG_CGROUP => Error::Setup {
-                    what: match (m.index, self.plan.cgroup.as_ref()) {
-                        (CGROUPNS_STEP, _) | (_, None) => "unshare the cgroup namespace".into(),
-                        (_, Some((rel, _))) => format!("join cgroup {}", rel.display()),
+                    what: match (m.index, self.plan.cgroup.as_ref(), self.plan.join.as_ref()) {
+                        (CGROUPNS_STEP, _, _) => "unshare the cgroup namespace".into(),
+                        (i, _, Some(j)) => match j.cgroup_procs.get(i as usize) {
+                            Some(p) => format!("join cgroup {}", p.to_string_lossy().trim_end_matches("/cgroup.procs")),
+                            None => "join the container's cgroup".into(),
+                        },
+                        (_, Some((rel, _)), None) => format!("join cgroup {}", rel.display()),
+                        (_, None, None) => "unshare the cgroup namespace".into(),
                     },
                     errno,
                 },
@@ -663,6 +722,22 @@ impl Container {
         };
         self.exited = Some(e);
         e
+    }
+
+    /// Let a joined process (a detached exec) run on unwatched; returns its
+    /// pid. A thread reaps it when it ends, so it never lingers as a zombie
+    /// of a long-lived caller.
+    pub fn detach(mut self) -> i32 {
+        let pid = self.pid;
+        std::thread::spawn(move || loop {
+            let r = unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::__WALL) };
+            if !(r < 0 && Errno::last() == Errno::EINTR) {
+                break;
+            }
+        });
+        // nothing left for Drop to kill
+        self.exited = Some((0, None));
+        pid
     }
 
     pub fn exit_status(&self) -> Option<(i32, Option<i32>)> {

@@ -37,6 +37,21 @@ def create(
 ) -> Process:
     """Clone the container process and park it before exec."""
 
+def exec_in(
+    pid: int,
+    process_json: str,
+    stdin: int = ...,
+    stdout: int = ...,
+    stderr: int = ...,
+    *,
+    input: bytes | None = None,
+    timeout: float | None = None,
+    forward_signals: bool = False,
+    detach: bool = False,
+) -> tuple[int, int | None, int | None, bytes | None, bytes | None, bool]:
+    """Run an OCI "process" object in the running container whose first process is ``pid``:
+    (pid, exit_code, signal, stdout, stderr, timed_out); exit_code None when detached."""
+
 class LayerSummary(TypedDict):
     diff_id: str  #: "sha256:..." of the uncompressed tar stream
     digest: str  #: "sha256:..." of the blob as stored

@@ -97,7 +97,8 @@ def run(
             "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": ":".join(image.layers), "UpperDir": p.upper,
                                                          "WorkDir": p.work, "MergedDir": p.merged}},
             "HostConfig": {"AutoRemove": opts.remove, "NetworkMode": opts.network, "ReadonlyRootfs": opts.read_only,
-                           "Binds": list(opts.volumes), "CgroupParent": spec["linux"]["cgroupsPath"].rpartition("/")[0]},
+                           "Binds": list(opts.volumes), "CgroupParent": spec["linux"]["cgroupsPath"].rpartition("/")[0],
+                           "CapAdd": list(opts.cap_add), "CapDrop": list(opts.cap_drop)},
             "CgroupPath": spec["linux"]["cgroupsPath"],
         }
 
