@@ -129,3 +129,24 @@ def test_log_records_assemble_into_lines_per_stream(tmp_path):
 
     assert [d for _, d in lines(str(log), since=parse_since("2026-11-28T06:40:27.05Z"), timestamps=True)][0] == \
         b"2026-11-28T06:40:27.1Z world\n"
+
+
+def test_exec_cli_runs_in_the_container():
+    proc = _start("execcli", "sh", "-c", "echo made-by-ctr > /tmp/mark; sleep 60")
+    try:
+        r = pn("exec", "-e", "FOO=bar", "-w", "/tmp", "execcli", "sh", "-c",
+               'echo "$FOO $(pwd) $(cat mark) $(cat /proc/1/cmdline | tr "\\0" " ")"; exit 3')
+        assert r.returncode == 3
+        assert r.out.strip() == "bar /tmp made-by-ctr sh -c echo made-by-ctr > /tmp/mark; sleep 60"
+        r = pn("exec", "-i", "execcli", "cat", input=b"through stdin")
+        assert r.returncode == 0 and r.out == "through stdin"
+        r = pn("exec", "execcli", "no-such-command")
+        assert r.returncode == 127
+        assert r.err.strip() == 'Error: exec: "no-such-command": executable file not found in $PATH'
+        assert pn("exec", "-d", "execcli", "sleep", "61").returncode == 0
+        assert "sleep 61" in pn("top", "execcli", check=True).out
+    finally:
+        pn("kill", "execcli")
+        proc.wait(timeout=20)
+    r = pn("exec", "execcli", "true")
+    assert r.returncode == 125 and len(r.err.strip().splitlines()) == 1

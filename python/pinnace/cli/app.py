@@ -13,6 +13,7 @@ COMMANDS = {
     "image": ("pinnace.cli.images", "image"),
     "rmi": ("pinnace.cli.images", "rmi"),
     "login": ("pinnace.cli.login", "login"),
+    "exec": ("pinnace.cli.exec", "exec_"),
     "stop": ("pinnace.cli.lifecycle", "stop"),
     "kill": ("pinnace.cli.lifecycle", "kill"),
     "wait": ("pinnace.cli.lifecycle", "wait"),

@@ -12,7 +12,7 @@ from pinnace import _core
 from pinnace._jsonenc import dumps
 from pinnace.config import capabilities, merge_env, parse_env, parse_user, supplementary_groups
 from pinnace.containers import Store
-from pinnace.errors import Conflict, UsageError
+from pinnace.errors import Conflict, SetupError, UsageError
 
 
 class ExecResult:
@@ -83,9 +83,21 @@ def exec_in(
     if not state.get("State", {}).get("Running") or pid <= 0:
         raise Conflict(f"container {cid[:12]} is not running")
     process = process_spec(state, cmd, env, workdir, user, privileged)
-    r = _core.exec_in(pid, dumps(process), stdin, stdout, stderr, input=input, timeout=timeout,
-                      forward_signals=forward_signals, detach=detach)
+    try:
+        r = _core.exec_in(pid, dumps(process), stdin, stdout, stderr, input=input, timeout=timeout,
+                          forward_signals=forward_signals, detach=detach)
+    except SetupError:
+        # it stopped between the record saying running and the join
+        if not (store.state(cid) or {}).get("State", {}).get("Running") or not _alive(pid):
+            raise Conflict(f"container {cid[:12]} is not running") from None
+        raise
     return ExecResult(*r)
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    return os.path.exists(f"/proc/{pid}")
 
 
 __all__ = ["ExecResult", "exec_in", "process_spec"]
