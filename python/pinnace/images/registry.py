@@ -154,8 +154,10 @@ class Client:
         else:
             self._bases = [f"https://{host}"]
         self._base: str | None = self._bases[0] if len(self._bases) == 1 else None
+        plain_only = all(b.startswith("http://") for b in self._bases)
         self._http = httpx.Client(
-            verify=not insecure, follow_redirects=False, headers={"User-Agent": USER_AGENT},
+            # loading a CA bundle costs ~90 ms: only when TLS can happen
+            verify=False if plain_only else not insecure, follow_redirects=False, headers={"User-Agent": USER_AGENT},
             timeout=httpx.Timeout(60.0, connect=15.0),
             limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
         )
