@@ -121,4 +121,4 @@ def busybox_rootfs(tmp_path):
 
 
 # A real registry, images built by umoci/skopeo, and an HTTP proxy in front (tests/registry.py).
-from registry import images, proxy, registry  # noqa: E402,F401
+from registry import images, proxy, registry, store_consistent_after_each_registry_test  # noqa: E402,F401

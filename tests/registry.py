@@ -982,3 +982,19 @@ def proxy(registry):
         yield p
     finally:
         p.close()
+
+
+@pytest.fixture(autouse=True)
+def store_consistent_after_each_registry_test(request):
+    """The issue's rule: after each test the image store is consistent (what a
+    killed pull leaves to resume from is allowed; the session's end, after
+    prune, allows nothing)."""
+    yield
+    if request.node.get_closest_marker("registry") is None:
+        return
+    from pinnace.images.store import check
+
+    root = os.environ.get("PINNACE_ROOT")
+    if root:
+        problems = check(root, leftovers=False)
+        assert not problems, f"image store inconsistent after {request.node.name}: {problems}"

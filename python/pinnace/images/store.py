@@ -293,13 +293,17 @@ class ImageStore:
 
     # -- consistency ------------------------------------------------------------
 
-    def check(self) -> list[str]:
-        """Problems in the store; an empty list means it is consistent."""
+    def check(self, leftovers: bool = True) -> list[str]:
+        """Problems in the store; an empty list means it is consistent. With
+        ``leftovers``, what an interrupted pull left (a resumable ``.partial``
+        download, a ``.tmp-`` layer: never visible as a blob or a layer, and
+        cleared by the next pull of it or by prune) counts as a problem too."""
         problems = []
         for n in _listdir(self.blobs):
             path = os.path.join(self.blobs, n)
             if n.endswith(".partial") or ".tmp-" in n:
-                problems.append(f"unfinished blob left behind: {path}")
+                if leftovers:
+                    problems.append(f"unfinished blob left behind: {path}")
                 continue
             with open(path, "rb") as f:
                 got = hashlib.sha256(f.read()).hexdigest()
@@ -308,7 +312,8 @@ class ImageStore:
         for n in _listdir(self.layers):
             path = os.path.join(self.layers, n)
             if n.startswith(".tmp-"):
-                problems.append(f"unfinished layer left behind: {path}")
+                if leftovers:
+                    problems.append(f"unfinished layer left behind: {path}")
             elif n.endswith(".json"):
                 if not os.path.isdir(path[:-5]):
                     problems.append(f"layer metadata without its layer: {path}")
@@ -336,6 +341,6 @@ def _listdir(path: str) -> list[str]:
         return []
 
 
-def check(root: str) -> list[str]:
+def check(root: str, leftovers: bool = True) -> list[str]:
     """Problems found in the image store under ``root`` (empty: consistent)."""
-    return ImageStore(root).check()
+    return ImageStore(root).check(leftovers)
