@@ -21,6 +21,12 @@ if os.geteuid() != 0:
 PINNACE = shutil.which("pinnace")
 
 
+def pytest_configure(config):
+    # here rather than in pyproject.toml: the v2 VM runs a copy of tests/ alone
+    config.addinivalue_line("markers", "registry: needs a local registry and image tools (Debian: docker-registry, "
+                            "umoci, skopeo, zstd); deselect with -m 'not registry'")
+
+
 def _pid_namespaces() -> set[str]:
     out = set()
     for pid in os.listdir("/proc"):
