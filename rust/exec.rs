@@ -101,9 +101,6 @@ pub fn cgroup_files(proc_cgroup: &str, mode: Mode, v1: &[(Vec<String>, PathBuf)]
 /// The plan for `process` (an OCI runtime-spec "process" object) joining
 /// the container `t` describes.
 pub fn build(process: &Process, t: &Target) -> Result<Plan> {
-    if process.terminal().unwrap_or(false) {
-        return Err(Error::Spec("a terminal for exec is not supported yet".into()));
-    }
     let cwd = process.cwd();
     if !cwd.is_absolute() {
         return Err(Error::Spec(format!("working directory {} is not absolute", cwd.display())));
@@ -174,6 +171,7 @@ pub fn build(process: &Process, t: &Target) -> Result<Plan> {
             cgroup_procs: t.cgroup_procs.iter().map(|p| cstr(p.as_os_str().as_bytes())).collect::<Result<Vec<CString>>>()?,
             cgroup_dir: t.cgroup_dir.clone(),
         }),
+        terminal: process.terminal().unwrap_or(false),
     })
 }
 
@@ -414,9 +412,9 @@ mod tests {
     }
 
     #[test]
-    fn relative_cwd_and_terminal_are_refused() {
+    fn relative_cwd_is_refused_and_a_terminal_is_planned() {
         assert!(build(&process(serde_json::json!({"cwd": "work"})), &target()).is_err());
-        assert!(build(&process(serde_json::json!({"terminal": true})), &target()).is_err());
+        assert!(build(&process(serde_json::json!({"terminal": true})), &target()).unwrap().terminal);
     }
 
     #[test]

@@ -69,6 +69,9 @@ pub struct Plan {
     /// Set for a process joining a running container (exec) instead of
     /// making one: nothing is created, so nothing is removed either.
     pub join: Option<Join>,
+    /// stdin is a terminal the process should own: it becomes a session
+    /// leader with stdin as its controlling terminal (so ^C on it is SIGINT).
+    pub terminal: bool,
 }
 
 /// What a process joining a running container enters besides what its ops
@@ -535,6 +538,7 @@ pub fn build(spec: &Spec) -> Result<Plan> {
         cgroup,
         unshare_cgroupns,
         join: None,
+        terminal: process.terminal().unwrap_or(false),
     })
 }
 

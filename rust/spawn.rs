@@ -1001,6 +1001,13 @@ unsafe fn child(a: &ChildArgs) -> ! {
             libc::dup2(*fd, i as i32);
         }
     }
+    if a.plan.terminal {
+        // A session of its own with the terminal on stdin as its controlling
+        // terminal: ^C typed there becomes SIGINT for it. Without it the
+        // command still runs, only without job control, so no failure here.
+        libc::setsid();
+        libc::ioctl(0, libc::TIOCSCTTY as _, 0);
+    }
     for (i, procs) in a.cgroup_procs.iter().enumerate() {
         let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
         if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {

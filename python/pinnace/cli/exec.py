@@ -9,7 +9,7 @@ import click
 
 @click.command("exec", context_settings={"allow_interspersed_args": False})
 @click.option("-i", "--interactive", is_flag=True, help="Keep stdin attached")
-@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-terminal (not supported yet)")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-terminal")
 @click.option("-d", "--detach", is_flag=True, help="Start the command and return at once")
 @click.option("-e", "--env", multiple=True, help="Set an environment variable (K=V, or K to copy it from here)")
 @click.option("--env-file", multiple=True, help="Read environment variables from a file")
@@ -26,13 +26,20 @@ def exec_(obj, interactive, tty, detach, env, env_file, workdir, user, privilege
     from pinnace.containers.exec import exec_in
     from pinnace.errors import UsageError
 
-    if tty:
-        raise UsageError("exec -t is not supported yet: run without -t")
+    if tty and detach:
+        raise UsageError("exec -t and -d together are not supported")
     envs = [e for f in env_file for e in read_env_file(f)] + list(env)
     cmd = list(command)
     if cmd[:1] == ["--"]:
         cmd = cmd[1:]
     sys.stdout.flush()
+    if tty:
+        from pinnace.cli.tty import Terminal
+
+        with Terminal(interactive) as term:
+            r = exec_in(obj.store(), container, cmd, env=envs, workdir=workdir, user=user, privileged=privileged,
+                        stdin=term.slave, stdout=term.slave, stderr=term.slave, forward_signals=True, tty=True)
+        return r.exit_code
     r = exec_in(obj.store(), container, cmd, env=envs, workdir=workdir, user=user, privileged=privileged,
                 stdin=0 if interactive and not detach else _core.DEVNULL,
                 stdout=_core.DEVNULL if detach else 1, stderr=_core.DEVNULL if detach else 2,

@@ -39,6 +39,13 @@ def execute(globals_: dict, values: dict, rest: list[str]) -> int:
     interactive = values.get("interactive", False)
     opts = RunOptions(command=command or None, **values)
     sys.stdout.flush()
+    if opts.tty:
+        from pinnace.cli.tty import Terminal
+
+        with Terminal(interactive) as term:
+            out = run(Store(root, runroot), image, opts, stdin=term.slave, stdout=term.slave, stderr=term.slave,
+                      forward_signals=True, print_warnings=True, on_started=term.started)
+        return out.exit_code
     out = run(Store(root, runroot), image, opts, stdin=0 if interactive else _core.DEVNULL,
               stdout=1, stderr=2, forward_signals=True, print_warnings=True)
     return out.exit_code

@@ -74,7 +74,7 @@ class RunOptions:
         "remove": False, "cap_add": (), "cap_drop": (), "ulimits": (), "cgroupns": None,
         "interactive": False, "memory": None, "memory_swap": None, "memory_reservation": None, "cpus": None,
         "cpu_shares": None, "cpuset_cpus": None, "pids_limit": None, "blkio_weight": None,
-        "device_read_bps": (), "device_write_bps": (), "group_add": (), "labels": (),
+        "device_read_bps": (), "device_write_bps": (), "group_add": (), "labels": (), "tty": False,
     }
 
     command: list[str] | None
@@ -107,6 +107,7 @@ class RunOptions:
     group_add: list[str]
     labels: list[str] | dict[str, str]
     interactive: bool
+    tty: bool
 
     def __init__(self, **values):
         unknown = set(values) - set(self.DEFAULTS)
@@ -482,7 +483,7 @@ def build_spec(
     # docker reads --env-file first and lets -e override it
     user_env = [e for f in opts.env_file for e in read_env_file(f)] + parse_env(opts.env)
     env = merge_env(
-        [f"PATH={DEFAULT_PATH}", f"HOSTNAME={hostname}"],
+        [f"PATH={DEFAULT_PATH}", f"HOSTNAME={hostname}"] + (["TERM=xterm"] if opts.tty else []),
         cfg.get("Env") or [],
         [f"HOME={home_of(user['uid'], layers)}"] if not any(e.startswith("HOME=") for e in (cfg.get("Env") or []) + user_env) else [],
         user_env,
@@ -530,7 +531,7 @@ def build_spec(
     return {
         "ociVersion": "1.0.2",
         "process": {
-            "terminal": False,
+            "terminal": bool(opts.tty),
             "user": {**user, "additionalGids": supplementary_groups(user["uid"], user["gid"], opts.group_add, layers)},
             "args": args,
             "env": env,

@@ -24,7 +24,7 @@ class ExecResult:
 
 
 def process_spec(state: dict, cmd: list[str], env=(), workdir: str | None = None, user: str | None = None,
-                 privileged: bool = False) -> dict:
+                 privileged: bool = False, tty: bool = False) -> dict:
     """The OCI "process" object for ``cmd`` in the container ``state`` records."""
     if not cmd:
         raise UsageError("no command specified")
@@ -37,9 +37,9 @@ def process_spec(state: dict, cmd: list[str], env=(), workdir: str | None = None
     if not cwd.startswith("/"):
         raise UsageError(f"the working directory '{cwd}' is invalid, it needs to be an absolute path")
     process = {
-        "terminal": False,
+        "terminal": tty,
         "args": list(cmd),
-        "env": merge_env(config.get("Env") or [], parse_env(env)),
+        "env": merge_env(config.get("Env") or [], ["TERM=xterm"] if tty else [], parse_env(env)),
         "cwd": cwd,
         "user": {**ids, "additionalGids": supplementary_groups(ids["uid"], ids["gid"], [], root)},
         "noNewPrivileges": True,
@@ -68,6 +68,7 @@ def exec_in(
     timeout: float | None = None,
     forward_signals: bool = False,
     detach: bool = False,
+    tty: bool = False,
 ) -> ExecResult:
     """Run ``cmd`` in the running container ``container`` (a name or id).
 
@@ -82,7 +83,7 @@ def exec_in(
     pid = (state.get("State") or {}).get("Pid") or 0
     if not state.get("State", {}).get("Running") or pid <= 0:
         raise Conflict(f"container {cid[:12]} is not running")
-    process = process_spec(state, cmd, env, workdir, user, privileged)
+    process = process_spec(state, cmd, env, workdir, user, privileged, tty)
     try:
         r = _core.exec_in(pid, dumps(process), stdin, stdout, stderr, input=input, timeout=timeout,
                           forward_signals=forward_signals, detach=detach)

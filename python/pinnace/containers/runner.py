@@ -59,6 +59,7 @@ def run(
     timeout: float | None = None,
     background_removal: bool = False,
     print_warnings: bool = False,
+    on_started=None,
 ) -> Outcome:
     cid = new_id()
     p = store.paths(cid)
@@ -90,7 +91,7 @@ def run(
             "Args": spec["process"]["args"][1:],
             "State": {"Status": "running", "Running": True, "Pid": 0, "ExitCode": 0, "OOMKilled": False,
                       "StartedAt": now(), "FinishedAt": "", "Error": ""},
-            "Config": {"Hostname": hostname, "Env": spec["process"]["env"], "Cmd": opts.command,
+            "Config": {"Tty": bool(opts.tty), "OpenStdin": bool(opts.interactive), "Hostname": hostname, "Env": spec["process"]["env"], "Cmd": opts.command,
                        "WorkingDir": spec["process"]["cwd"], "User": opts.user or "", "Image": image.name,
                        "Labels": labels, "ExposedPorts": image.config.get("ExposedPorts") or {},
                        "Entrypoint": spec["process"]["args"][:0] or image.config.get("Entrypoint")},
@@ -113,6 +114,8 @@ def run(
                     sys.stderr.write(f"WARNING: {w}\n")
             state["State"]["Pid"] = pid
             store.write_runtime(p, state)
+            if on_started is not None:
+                on_started()
 
         try:
             pid, (code, sig, out, err, timed_out, oom_killed, stats, warnings) = _core.run(
