@@ -11,11 +11,12 @@ TYPE_CHECKING = False  # not `from typing import ...`: typing costs the CLI ~10 
 
 __version__ = "0.1.0"
 
-__all__ = ["run", "stats", "pull", "images", "RunResult", "errors", "__version__"]
+__all__ = ["run", "stats", "pull", "images", "container", "list_containers", "Container", "RunResult", "errors",
+           "__version__"]
 
 if TYPE_CHECKING:
     from pinnace import errors
-    from pinnace.api import RunResult, images, pull, run, stats
+    from pinnace.api import Container, RunResult, container, images, list_containers, pull, run, stats
 
 
 def __getattr__(name: str):
@@ -25,7 +26,7 @@ def __getattr__(name: str):
         import pinnace.images
 
         return pinnace.images
-    if name in ("run", "stats", "pull", "RunResult"):
+    if name in ("run", "stats", "pull", "RunResult", "container", "list_containers", "Container"):
         from pinnace import api
 
         return getattr(api, name)

@@ -276,6 +276,8 @@ class Store:
             except (OSError, ValueError):
                 continue
         if st is None:
+            if not os.path.isdir(p.dir):
+                return None  # gone (removed, or never was)
             if self.owner_alive(p):
                 # starting: its record is being written
                 return {"Id": cid, "Name": "", "State": {"Status": "created", "Running": True, "Pid": 0,
