@@ -135,7 +135,7 @@ mod python {
                 }),
             };
             let w = WaitOptions { keep_cgroup, ..wait_opts(forward_signals, timeout, input) };
-            spawn::run(plan, io, spawn::Options { die_with_parent }, w, hook)
+            spawn::run(plan, io, spawn::Options { die_with_parent, ..Default::default() }, w, hook)
         });
         match r {
             Ok((pid, exit, warnings)) => Ok((pid, exit_tuple(py, exit, warnings)?)),
@@ -187,7 +187,7 @@ mod python {
         let io = [stdio(stdin)?, stdio(stdout)?, stdio(stderr)?];
         let r = py.detach(|| {
             let plan = crate::plan_from_json(spec_json)?;
-            spawn::create(plan, io, spawn::Options { die_with_parent })
+            spawn::create(plan, io, spawn::Options { die_with_parent, ..Default::default() })
         });
         match r {
             Ok(c) => Ok(Process { pid: c.pid, inner: Mutex::new(c) }),
