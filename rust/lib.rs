@@ -5,7 +5,9 @@ pub mod cgroups;
 pub mod error;
 pub mod ops;
 pub mod plan;
+pub mod shim;
 pub mod spawn;
+#[cfg(feature = "unpack")]
 pub mod unpack;
 
 use error::{Error, Result};
@@ -195,6 +197,32 @@ mod python {
         }
     }
 
+    /// The pinnace-shim binary build.rs made, and a hash of its content.
+    static SHIM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pinnace-shim"));
+    const SHIM_HASH: &str = include_str!(concat!(env!("OUT_DIR"), "/pinnace-shim.hash"));
+
+    /// The path of the pinnace-shim binary in `dir`, written there (0755,
+    /// under a temporary name, then renamed) the first time. Its name carries
+    /// its content's hash, so an upgrade never replaces a running shim's file.
+    #[pyfunction]
+    fn shim_path(py: Python<'_>, dir: PathBuf) -> PyResult<String> {
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let path = dir.join(format!("pinnace-shim-{SHIM_HASH}"));
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() == SHIM.len() as u64) {
+            return Ok(path.to_string_lossy().into_owned());
+        }
+        py.detach(|| {
+            std::fs::DirBuilder::new().recursive(true).mode(0o755).create(&dir)?;
+            let tmp = dir.join(format!(".pinnace-shim-{SHIM_HASH}.tmp-{}", std::process::id()));
+            let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o755).open(&tmp)?;
+            f.write_all(SHIM)?;
+            drop(f);
+            std::fs::rename(&tmp, &path)
+        })?;
+        Ok(path.to_string_lossy().into_owned())
+    }
+
     /// Remove a directory tree (symlinks removed, never followed), without
     /// holding the GIL; a missing path is fine, other errors are ignored as
     /// shutil.rmtree(ignore_errors=True) does.
@@ -336,6 +364,7 @@ mod python {
     #[pymodule]
     fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add_function(wrap_pyfunction!(remove_tree, m)?)?;
+        m.add_function(wrap_pyfunction!(shim_path, m)?)?;
         m.add_function(wrap_pyfunction!(unpack_layer, m)?)?;
         m.add_function(wrap_pyfunction!(cgroup_mode, m)?)?;
         m.add_function(wrap_pyfunction!(cgroup_stats, m)?)?;

@@ -632,6 +632,18 @@ impl Container {
         self.await_msg(false)
     }
 
+    /// Free the plan once the process has exec'd: it only serves error
+    /// messages until then, and a long-lived supervisor keeps little.
+    pub fn release_plan(&mut self) {
+        if self.go_w.is_none() && self.ready {
+            self.plan.ops = Vec::new();
+            self.plan.exec.candidates = Vec::new();
+            self.plan.exec.argv = Vec::new();
+            self.plan.exec.envp = Vec::new();
+            self.plan.detached_root = None;
+        }
+    }
+
     /// For `spawn(.., go_now = true)`: wait until exec happened or failed.
     pub fn await_exec(&mut self) -> Result<()> {
         self.go_w = None;
