@@ -39,12 +39,6 @@ def main() -> None:
             started.append(start_detached(store, img, RunOptions(command=["sleep", "1000"], remove=True)))
         per = (time.monotonic() - t) / n * 1000
         time.sleep(1)
-        import json
-
-        shims = []
-        for cid, _ in started:
-            with open(store.paths(cid).runtime_file) as f:
-                shims.append(json.load(f))
         rows = []
         for cid, pid in started:
             # the shim is the container's parent
@@ -62,6 +56,9 @@ def main() -> None:
         for cid, pid in started:
             _core.cgroup_kill(f"pinnace/{cid}")
         deadline = time.monotonic() + 10
+        # the shims remove their containers (remove=True), then exit
+        while any(os.path.exists(f"/proc/{p}") for _, p in started) and time.monotonic() < deadline:
+            time.sleep(0.05)
         while any(os.path.isdir(store.paths(c).dir) for c, _ in started) and time.monotonic() < deadline:
             time.sleep(0.05)
         store.prune()

@@ -10,7 +10,9 @@ starts the shim and waits for its one ready line.
 
 from __future__ import annotations
 
+import errno
 import os
+import time
 
 from pinnace import _core
 from pinnace._files import write_atomic
@@ -39,6 +41,21 @@ def _read_line(fd: int) -> bytes:
             break
         buf += chunk
     return buf
+
+
+def _spawn(shim: str, config_path: str) -> int:
+    actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDWR, 0), (os.POSIX_SPAWN_DUP2, 0, 1),
+               (os.POSIX_SPAWN_DUP2, 0, 2)]
+    for attempt in range(50):
+        try:
+            return os.posix_spawn(shim, [shim, config_path], os.environ, setsid=True, file_actions=actions)
+        except OSError as e:
+            # Just written by shim_path: a fork elsewhere in this process may
+            # still hold the file open for writing until it execs.
+            if e.errno != errno.ETXTBSY or attempt == 49:
+                raise
+            time.sleep(0.002)
+    raise AssertionError("unreachable")
 
 
 def start_detached(store: Store, image: Image, opts: RunOptions, *, tty: bool = False,
@@ -96,11 +113,7 @@ def start_detached(store: Store, image: Image, opts: RunOptions, *, tty: bool = 
         write_atomic(config_path, dumps(config))
         os.set_inheritable(w, True)
         os.set_inheritable(lock_fd, True)
-        pid = os.posix_spawn(shim, [shim, config_path], os.environ, setsid=True, file_actions=[
-            (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDWR, 0),
-            (os.POSIX_SPAWN_DUP2, 0, 1),
-            (os.POSIX_SPAWN_DUP2, 0, 2),
-        ])
+        pid = _spawn(shim, config_path)
         os.close(w)
         w = -1
         # the shim forks at once: its first process ends, the shim is adopted
