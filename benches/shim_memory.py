@@ -33,6 +33,7 @@ def main() -> None:
     store = Store(os.path.join(base, "root"), os.path.join(base, "run"))
     img = images.for_run("host", store.root)
     started = []
+    shims: list[int] = []
     try:
         t = time.monotonic()
         for _ in range(n):
@@ -44,6 +45,7 @@ def main() -> None:
             # the shim is the container's parent
             with open(f"/proc/{pid}/stat") as f:
                 ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            shims.append(ppid)
             rows.append(rollup(ppid))
         pss = [r["Pss"] for r in rows]
         rss = [r["Rss"] for r in rows]
@@ -56,8 +58,9 @@ def main() -> None:
         for cid, pid in started:
             _core.cgroup_kill(f"pinnace/{cid}")
         deadline = time.monotonic() + 10
-        # the shims remove their containers (remove=True), then exit
-        while any(os.path.exists(f"/proc/{p}") for _, p in started) and time.monotonic() < deadline:
+        # the shims remove their containers (remove=True), then exit (init
+        # reaps them)
+        while any(os.path.exists(f"/proc/{p}") for p in shims + [p for _, p in started]) and time.monotonic() < deadline:
             time.sleep(0.05)
         while any(os.path.isdir(store.paths(c).dir) for c, _ in started) and time.monotonic() < deadline:
             time.sleep(0.05)
