@@ -26,6 +26,7 @@ pub enum Error {
 
     /// A layer blob is corrupt, hostile or does not match its digest.
     #[error(transparent)]
+    #[cfg(feature = "unpack")]
     Layer(#[from] crate::unpack::LayerError),
 
     /// A caller's hook failed; the message is already complete.

@@ -280,7 +280,7 @@ pub fn exec_in(pid: i32, process_json: &str, stdio: [Stdio; 3], opts: ExecOption
     let plan = build(&process, &opened.target)?;
     // A foreground exec dies with its caller, as the container's first
     // process does; a detached one lives on.
-    let sopts = Options { die_with_parent: !opts.detach };
+    let sopts = Options { die_with_parent: !opts.detach, terminal: false };
     let r = if opts.detach {
         spawn::spawn(plan, stdio, sopts, true).and_then(|mut c| {
             c.await_exec()?;

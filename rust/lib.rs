@@ -6,7 +6,9 @@ pub mod error;
 pub mod exec;
 pub mod ops;
 pub mod plan;
+pub mod shim;
 pub mod spawn;
+#[cfg(feature = "unpack")]
 pub mod unpack;
 
 use error::{Error, Result};
@@ -136,7 +138,7 @@ mod python {
                 }),
             };
             let w = WaitOptions { keep_cgroup, ..wait_opts(forward_signals, timeout, input) };
-            spawn::run(plan, io, spawn::Options { die_with_parent }, w, hook)
+            spawn::run(plan, io, spawn::Options { die_with_parent, ..Default::default() }, w, hook)
         });
         match r {
             Ok((pid, exit, warnings)) => Ok((pid, exit_tuple(py, exit, warnings)?)),
@@ -219,12 +221,38 @@ mod python {
         let io = [stdio(stdin)?, stdio(stdout)?, stdio(stderr)?];
         let r = py.detach(|| {
             let plan = crate::plan_from_json(spec_json)?;
-            spawn::create(plan, io, spawn::Options { die_with_parent })
+            spawn::create(plan, io, spawn::Options { die_with_parent, ..Default::default() })
         });
         match r {
             Ok(c) => Ok(Process { pid: c.pid, inner: Mutex::new(c) }),
             Err(e) => Err(to_py(py, e)),
         }
+    }
+
+    /// The pinnace-shim binary build.rs made, and a hash of its content.
+    static SHIM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pinnace-shim"));
+    const SHIM_HASH: &str = include_str!(concat!(env!("OUT_DIR"), "/pinnace-shim.hash"));
+
+    /// The path of the pinnace-shim binary in `dir`, written there (0755,
+    /// under a temporary name, then renamed) the first time. Its name carries
+    /// its content's hash, so an upgrade never replaces a running shim's file.
+    #[pyfunction]
+    fn shim_path(py: Python<'_>, dir: PathBuf) -> PyResult<String> {
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let path = dir.join(format!("pinnace-shim-{SHIM_HASH}"));
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() == SHIM.len() as u64) {
+            return Ok(path.to_string_lossy().into_owned());
+        }
+        py.detach(|| {
+            std::fs::DirBuilder::new().recursive(true).mode(0o755).create(&dir)?;
+            let tmp = dir.join(format!(".pinnace-shim-{SHIM_HASH}.tmp-{}", std::process::id()));
+            let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o755).open(&tmp)?;
+            f.write_all(SHIM)?;
+            drop(f);
+            std::fs::rename(&tmp, &path)
+        })?;
+        Ok(path.to_string_lossy().into_owned())
     }
 
     /// Remove a directory tree (symlinks removed, never followed), without
@@ -368,6 +396,7 @@ mod python {
     #[pymodule]
     fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add_function(wrap_pyfunction!(remove_tree, m)?)?;
+        m.add_function(wrap_pyfunction!(shim_path, m)?)?;
         m.add_function(wrap_pyfunction!(unpack_layer, m)?)?;
         m.add_function(wrap_pyfunction!(cgroup_mode, m)?)?;
         m.add_function(wrap_pyfunction!(cgroup_stats, m)?)?;

@@ -36,13 +36,17 @@ pub enum Stdio {
 
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
-    /// SIGKILL the container when the calling thread dies (foreground runs).
+    /// SIGKILL the container when the calling thread dies (foreground runs,
+    /// and the shim: a container outlives neither).
     pub die_with_parent: bool,
+    /// stdin is a terminal's slave side: the child starts a session and makes
+    /// it its controlling terminal, so job control and ^C work inside.
+    pub terminal: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { die_with_parent: true }
+        Options { die_with_parent: true, terminal: false }
     }
 }
 
@@ -78,6 +82,13 @@ pub const FORWARDED: &[i32] = &[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc:
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe", e))
+}
+
+/// Which of the container's output streams a piece of output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
 }
 
 /// The exit status as a shell reports it: the code, or 128 + signal.
@@ -141,6 +152,7 @@ struct ChildArgs<'a> {
     go_r: RawFd,
     msg_w: RawFd,
     die_with_parent: bool,
+    terminal: bool,
     last_cap: u32,
     root_fd: RawFd,
     /// cgroup.procs files to write "0" into, first thing
@@ -260,6 +272,8 @@ pub fn spawn(plan: Plan, stdio: [Stdio; 3], opts: Options, go_now: bool) -> Resu
         go_r: go_r.as_raw_fd(),
         msg_w: msg_w.as_raw_fd(),
         die_with_parent: opts.die_with_parent,
+        // asked for by the caller (the shim's pty) or by the spec (process.terminal)
+        terminal: opts.terminal || plan.terminal,
         last_cap: last_cap(),
         root_fd: root_fd.as_ref().map_or(-1, |f| f.as_raw_fd()),
         cgroup_procs: &procs,
@@ -678,6 +692,18 @@ impl Container {
         self.await_msg(false)
     }
 
+    /// Free the plan once the process has exec'd: it only serves error
+    /// messages until then, and a long-lived supervisor keeps little.
+    pub fn release_plan(&mut self) {
+        if self.go_w.is_none() && self.ready {
+            self.plan.ops = Vec::new();
+            self.plan.exec.candidates = Vec::new();
+            self.plan.exec.argv = Vec::new();
+            self.plan.exec.envp = Vec::new();
+            self.plan.detached_root = None;
+        }
+    }
+
     /// For `spawn(.., go_now = true)`: wait until exec happened or failed.
     pub fn await_exec(&mut self) -> Result<()> {
         self.go_w = None;
@@ -752,10 +778,38 @@ impl Container {
     }
 
     fn wait_with(&mut self, guard: Option<&SignalForwarder>, opts: WaitOptions) -> Result<Exit> {
-        let opts_keep_cgroup = opts.keep_cgroup;
         let mut out: Option<Vec<u8>> = self.stdout.as_ref().map(|_| Vec::new());
         let mut err: Option<Vec<u8>> = self.stderr.as_ref().map(|_| Vec::new());
-        let input = opts.input.unwrap_or_default();
+        let mut chunk = vec![0u8; 65536];
+        let mut sink = |s: Stream, data: &[u8]| {
+            let buf = if s == Stream::Stdout { out.as_mut() } else { err.as_mut() };
+            buf.expect("read only from captured streams").extend_from_slice(data);
+        };
+        let timed_out = self.pump(guard, opts.input.unwrap_or_default(), opts.timeout, &mut chunk, &mut sink)?;
+        let mut exit = self.finish(opts.keep_cgroup)?;
+        exit.timed_out = timed_out;
+        exit.stdout = out;
+        exit.stderr = err;
+        Ok(exit)
+    }
+
+    /// Wait for exit, handing captured output to `sink` as it arrives, read
+    /// in pieces of at most `chunk.len()` bytes; then read the cgroup's
+    /// stats and remove it. The returned Exit carries no output.
+    pub fn wait_streaming(&mut self, chunk: &mut [u8], sink: &mut dyn FnMut(Stream, &[u8])) -> Result<Exit> {
+        self.pump(None, Vec::new(), None, chunk, sink)?;
+        self.finish(false)
+    }
+
+    /// The loop behind every wait: returns whether the timeout struck.
+    fn pump(
+        &mut self,
+        guard: Option<&SignalForwarder>,
+        input: Vec<u8>,
+        timeout: Option<Duration>,
+        chunk: &mut [u8],
+        sink: &mut dyn FnMut(Stream, &[u8]),
+    ) -> Result<bool> {
         let mut written = 0usize;
         if let Some(fd) = self.stdin.as_ref() {
             set_nonblocking(fd.as_raw_fd());
@@ -763,16 +817,16 @@ impl Container {
         if input.is_empty() {
             self.stdin = None;
         }
-        let deadline = opts.timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.map(|t| Instant::now() + t);
         let mut timed_out = false;
         while self.exited.is_none() {
-            let mut fds: Vec<libc::pollfd> = Vec::with_capacity(5);
-            let mut push = |fd: RawFd, events: i16| fds.push(libc::pollfd { fd, events, revents: 0 });
-            push(self.pidfd.as_raw_fd(), libc::POLLIN);
-            push(self.stdout.as_ref().map_or(-1, |f| f.as_raw_fd()), libc::POLLIN);
-            push(self.stderr.as_ref().map_or(-1, |f| f.as_raw_fd()), libc::POLLIN);
-            push(self.stdin.as_ref().map_or(-1, |f| f.as_raw_fd()), libc::POLLOUT);
-            push(guard.as_ref().map_or(-1, |g| g.fd.as_raw_fd()), libc::POLLIN);
+            let mut fds = [libc::pollfd { fd: -1, events: 0, revents: 0 }; 5];
+            let mut set = |i: usize, fd: RawFd, events: i16| fds[i] = libc::pollfd { fd, events, revents: 0 };
+            set(0, self.pidfd.as_raw_fd(), libc::POLLIN);
+            set(1, self.stdout.as_ref().map_or(-1, |f| f.as_raw_fd()), libc::POLLIN);
+            set(2, self.stderr.as_ref().map_or(-1, |f| f.as_raw_fd()), libc::POLLIN);
+            set(3, self.stdin.as_ref().map_or(-1, |f| f.as_raw_fd()), libc::POLLOUT);
+            set(4, guard.as_ref().map_or(-1, |g| g.fd.as_raw_fd()), libc::POLLIN);
             let wait_ms = match deadline {
                 None => -1,
                 Some(d) => d.saturating_duration_since(Instant::now()).as_millis().min(i32::MAX as u128) as i32,
@@ -790,10 +844,10 @@ impl Container {
                 continue;
             }
             let ready = |i: usize| fds[i].revents != 0;
-            if ready(1) && !drain(&mut self.stdout, out.as_mut().unwrap(), false) {
+            if ready(1) && !drain(&mut self.stdout, chunk, &mut |d| sink(Stream::Stdout, d), false) {
                 self.stdout = None;
             }
-            if ready(2) && !drain(&mut self.stderr, err.as_mut().unwrap(), false) {
+            if ready(2) && !drain(&mut self.stderr, chunk, &mut |d| sink(Stream::Stderr, d), false) {
                 self.stderr = None;
             }
             if ready(3) {
@@ -816,24 +870,26 @@ impl Container {
             }
         }
         // Everyone in the pid namespace is dead by now: take what is buffered.
-        if let Some(o) = out.as_mut() {
-            drain(&mut self.stdout, o, true);
-        }
-        if let Some(e) = err.as_mut() {
-            drain(&mut self.stderr, e, true);
-        }
+        drain(&mut self.stdout, chunk, &mut |d| sink(Stream::Stdout, d), true);
+        drain(&mut self.stderr, chunk, &mut |d| sink(Stream::Stderr, d), true);
         self.stdout = None;
         self.stderr = None;
         self.stdin = None;
-        let (code, signal) = self.exited.unwrap();
+        Ok(timed_out)
+    }
+
+    /// After the exit: the status, the cgroup's last stats, and the cgroup
+    /// removed (unless kept for the caller).
+    fn finish(&mut self, keep_cgroup: bool) -> Result<Exit> {
+        let (code, signal) = self.reap();
         let stats = self.cgroup.as_ref().and_then(|c| c.stats().ok());
         let oom_killed = stats.as_ref().is_some_and(|s| s.oom_kills > 0);
         if let Some(c) = self.cgroup.take() {
-            if !opts_keep_cgroup {
+            if !keep_cgroup {
                 c.destroy()?;
             }
         }
-        Ok(Exit { code, signal, stdout: out, stderr: err, timed_out, oom_killed, stats })
+        Ok(Exit { code, signal, oom_killed, stats, ..Default::default() })
     }
 }
 
@@ -859,18 +915,18 @@ fn set_nonblocking(fd: RawFd) {
     }
 }
 
-/// Read what is available into `buf`; false at end-of-file. With `to_end`,
-/// reads without blocking until nothing is left.
-fn drain(fd: &mut Option<OwnedFd>, buf: &mut Vec<u8>, to_end: bool) -> bool {
+/// Read what is available and hand it to `sink`; false at end-of-file (or
+/// EIO: a terminal whose other side is closed). With `to_end`, reads
+/// without blocking until nothing is left.
+fn drain(fd: &mut Option<OwnedFd>, chunk: &mut [u8], sink: &mut dyn FnMut(&[u8]), to_end: bool) -> bool {
     let Some(f) = fd.as_ref() else { return false };
     if to_end {
         set_nonblocking(f.as_raw_fd());
     }
-    let mut chunk = [0u8; 65536];
     loop {
         let n = unsafe { libc::read(f.as_raw_fd(), chunk.as_mut_ptr().cast(), chunk.len()) };
         if n > 0 {
-            buf.extend_from_slice(&chunk[..n as usize]);
+            sink(&chunk[..n as usize]);
             if !to_end {
                 return true;
             }
@@ -1001,7 +1057,7 @@ unsafe fn child(a: &ChildArgs) -> ! {
             libc::dup2(*fd, i as i32);
         }
     }
-    if a.plan.terminal {
+    if a.terminal {
         // A session of its own with the terminal on stdin as its controlling
         // terminal: ^C typed there becomes SIGINT for it. Without it the
         // command still runs, only without job control, so no failure here.

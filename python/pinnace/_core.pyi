@@ -75,6 +75,10 @@ def unpack_layer(
     digest; ``dest`` is then left for the caller to remove.
     """
 
+def shim_path(dir: str) -> str:
+    """The pinnace-shim binary embedded in this module, written to
+    ``dir/pinnace-shim-<content hash>`` (0755) the first time; its path."""
+
 def remove_tree(path: str) -> None:
     """Remove a directory tree without holding the GIL; errors are ignored."""
 

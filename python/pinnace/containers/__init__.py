@@ -7,7 +7,9 @@ Layout (``root`` is persistent, ``runroot`` is runtime state)::
     root/containers/ID/{hostname,hosts}      files bound into the container
     root/names/NAME -> ID             a symlink: creating it reserves the name
 
-The process that runs a container holds an flock on its directory. A
+The process that runs a container holds an flock on its directory (a
+detached container's ``pinnace-shim``, which also writes ``ctr.log`` and,
+when the container ends, ``exit.json``). A
 container whose state says running but whose lock nobody holds lost its
 owner (killed, or the host rebooted and runroot is gone). Its process died
 with the owner (the core sets PDEATHSIG), so it is reported as exited with
@@ -133,6 +135,17 @@ class Paths:
     @property
     def state_file(self) -> str:
         return os.path.join(self.dir, "state.json")
+
+    @property
+    def log_file(self) -> str:
+        """A detached container's output (k8s-file format), written by its shim."""
+        return os.path.join(self.dir, "ctr.log")
+
+    @property
+    def exit_file(self) -> str:
+        """How a detached container ended: {"ExitCode", "Signal", "OOMKilled",
+        "FinishedAt"[, "Error"]}, written by its shim before it lets go."""
+        return os.path.join(self.dir, "exit.json")
 
 
 class Store:
@@ -288,6 +301,17 @@ class Store:
                                                      "Error": "no record"}, "Config": {}, "Created": ""}
         s = st.get("State", {})
         if s.get("Status") in ("running", "created") and not self.owner_alive(p):
+            try:
+                with open(p.exit_file) as f:
+                    ex = json.load(f)
+            except (OSError, ValueError):
+                ex = None
+            if ex is not None:
+                # a shim saw it end
+                s.update(Status="exited", Running=False, Pid=0, ExitCode=ex.get("ExitCode", 0),
+                         OOMKilled=ex.get("OOMKilled", False), FinishedAt=ex.get("FinishedAt", ""),
+                         Error=ex.get("Error", ""))
+                return st
             s.update(Status="exited", Running=False, Pid=0, ExitCode=137, Error="owner process died",
                      FinishedAt=s.get("FinishedAt") or "")
         return st

@@ -46,6 +46,33 @@ def _write_etc_files(p_dir: str, hostname: str, network: str) -> None:
             f.write(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")
 
 
+def initial_record(cid: str, name: str, image: Image, opts: RunOptions, spec: dict, p, hostname: str,
+                   labels: dict) -> dict:
+    """The docker-shaped record of a container about to start."""
+    return {
+        "Id": cid,
+        "Name": "/" + name,
+        "Created": now(),
+        "Image": image.name,
+        "ImageID": image.id,
+        "Path": spec["process"]["args"][0],
+        "Args": spec["process"]["args"][1:],
+        "State": {"Status": "running", "Running": True, "Pid": 0, "ExitCode": 0, "OOMKilled": False,
+                  "StartedAt": now(), "FinishedAt": "", "Error": ""},
+        "Config": {"Tty": bool(opts.tty), "OpenStdin": bool(opts.interactive), "Hostname": hostname,
+                   "Env": spec["process"]["env"], "Cmd": opts.command,
+                   "WorkingDir": spec["process"]["cwd"], "User": opts.user or "", "Image": image.name,
+                   "Labels": labels, "ExposedPorts": image.config.get("ExposedPorts") or {},
+                   "Entrypoint": opts.entrypoint if opts.entrypoint is not None else image.config.get("Entrypoint")},
+        "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": ":".join(image.layers), "UpperDir": p.upper,
+                                                     "WorkDir": p.work, "MergedDir": p.merged}},
+        "HostConfig": {"AutoRemove": opts.remove, "NetworkMode": opts.network, "ReadonlyRootfs": opts.read_only,
+                       "Binds": list(opts.volumes), "CgroupParent": spec["linux"]["cgroupsPath"].rpartition("/")[0],
+                       "CapAdd": list(opts.cap_add), "CapDrop": list(opts.cap_drop)},
+        "CgroupPath": spec["linux"]["cgroupsPath"],
+    }
+
+
 def run(
     store: Store,
     image: Image,
@@ -81,27 +108,7 @@ def run(
             src = v.split(":")[0]
             if not os.path.lexists(src):
                 os.makedirs(src, exist_ok=True)
-        state = {
-            "Id": cid,
-            "Name": "/" + name,
-            "Created": now(),
-            "Image": image.name,
-            "ImageID": image.id,
-            "Path": spec["process"]["args"][0],
-            "Args": spec["process"]["args"][1:],
-            "State": {"Status": "running", "Running": True, "Pid": 0, "ExitCode": 0, "OOMKilled": False,
-                      "StartedAt": now(), "FinishedAt": "", "Error": ""},
-            "Config": {"Tty": bool(opts.tty), "OpenStdin": bool(opts.interactive), "Hostname": hostname, "Env": spec["process"]["env"], "Cmd": opts.command,
-                       "WorkingDir": spec["process"]["cwd"], "User": opts.user or "", "Image": image.name,
-                       "Labels": labels, "ExposedPorts": image.config.get("ExposedPorts") or {},
-                       "Entrypoint": spec["process"]["args"][:0] or image.config.get("Entrypoint")},
-            "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": ":".join(image.layers), "UpperDir": p.upper,
-                                                         "WorkDir": p.work, "MergedDir": p.merged}},
-            "HostConfig": {"AutoRemove": opts.remove, "NetworkMode": opts.network, "ReadonlyRootfs": opts.read_only,
-                           "Binds": list(opts.volumes), "CgroupParent": spec["linux"]["cgroupsPath"].rpartition("/")[0],
-                           "CapAdd": list(opts.cap_add), "CapDrop": list(opts.cap_drop)},
-            "CgroupPath": spec["linux"]["cgroupsPath"],
-        }
+        state = initial_record(cid, name, image, opts, spec, p, hostname, labels)
 
         if not opts.remove:
             store.write_state(p, state)

@@ -1,0 +1,137 @@
+"""Detached containers: each runs under its own ``pinnace-shim``, no daemon.
+
+The shim (``rust/shim.rs``) is the container's parent and its owner: it
+holds the container directory's flock while the container lives, appends
+its output to ``ctr.log`` (podman's k8s-file format), writes ``exit.json``
+when it ends and, with ``remove``, removes the container. This module only
+prepares the container as ``runner`` does, writes the shim's configuration,
+starts the shim and waits for its one ready line.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+
+from pinnace import _core
+from pinnace._files import write_atomic
+from pinnace._jsonenc import dumps
+from pinnace.config import RunOptions, build_spec, container_labels
+from pinnace.containers import TRASH_PREFIX, Store, new_id
+from pinnace.containers.runner import _etc_files, _write_etc_files, initial_record
+from pinnace.errors import ExecError, SetupError
+from pinnace.images import Image
+
+SHIM_CONFIG = "shim.json"
+
+
+def shim_binary(store: Store) -> str:
+    """The shim's path, written out of the extension under ``root/bin`` once."""
+    return _core.shim_path(os.path.join(store.root, "bin"))
+
+
+def _read_line(fd: int) -> bytes:
+    # Only up to the newline: the container holds a copy of the pipe's write
+    # end until it execs, so end-of-file may come late.
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def _spawn(shim: str, config_path: str) -> int:
+    actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDWR, 0), (os.POSIX_SPAWN_DUP2, 0, 1),
+               (os.POSIX_SPAWN_DUP2, 0, 2)]
+    for attempt in range(50):
+        try:
+            return os.posix_spawn(shim, [shim, config_path], os.environ, setsid=True, file_actions=actions)
+        except OSError as e:
+            # Just written by shim_path: a fork elsewhere in this process may
+            # still hold the file open for writing until it execs.
+            if e.errno != errno.ETXTBSY or attempt == 49:
+                raise
+            time.sleep(0.002)
+    raise AssertionError("unreachable")
+
+
+def start_detached(store: Store, image: Image, opts: RunOptions, *, tty: bool = False,
+                   console_size: tuple[int, int] | None = None) -> tuple[str, int]:
+    """Start a container that outlives the caller; returns (id, pid).
+
+    The container is running (its command exec'd) when this returns; its
+    output goes to ``Paths.log_file``, its end to ``Paths.exit_file``. Errors
+    before the command runs raise as ``run`` raises them (``ExecError`` with
+    126/127, ``SetupError``...), with the container already cleaned up when
+    ``opts.remove``.
+    """
+    import json
+
+    cid = new_id()
+    p = store.paths(cid)
+    hostname = opts.hostname or cid[:12]
+    spec = build_spec(opts, image.config, image.layers, image.mounts, container_id=cid, rootfs=p.merged,
+                      upper=p.upper, work=p.work, etc_files=_etc_files(p.dir, opts.network))
+    if tty:
+        spec["process"]["terminal"] = True
+    labels = container_labels(image.config.get("Labels"), opts.labels)
+    shim = shim_binary(store)
+    name = store.reserve_name(opts.name, cid)
+    lock_fd = r = w = -1
+    handed_over = False
+    try:
+        lock_fd = store.create_dirs(p)
+        _write_etc_files(p.dir, hostname, opts.network)
+        for v in opts.volumes:
+            src = v.split(":")[0]
+            if not os.path.lexists(src):
+                os.makedirs(src, exist_ok=True)
+        state = initial_record(cid, name, image, opts, spec, p, hostname, labels)
+        state["HostConfig"]["LogConfig"] = {"Type": "k8s-file", "Path": p.log_file}
+        state["LogPath"] = p.log_file
+        if not opts.remove:
+            store.write_state(p, state)
+        r, w = os.pipe()
+        config = {
+            "spec": spec,
+            "log_path": p.log_file,
+            "exit_path": p.exit_file,
+            "lock_dir": p.dir,
+            "lock_fd": lock_fd,
+            "ready_fd": w,
+            "tty": tty,
+            "console_size": list(console_size) if console_size else None,
+            "runtime_record": {"path": p.runtime_file, "record": state},
+            "remove": {"dir": p.dir, "trash": os.path.join(store.containers, TRASH_PREFIX + cid),
+                       "name_link": os.path.join(store.names, name), "name_target": cid,
+                       "files": [p.runtime_file]} if opts.remove else None,
+        }
+        config_path = os.path.join(p.dir, SHIM_CONFIG)
+        write_atomic(config_path, dumps(config))
+        os.set_inheritable(w, True)
+        os.set_inheritable(lock_fd, True)
+        pid = _spawn(shim, config_path)
+        os.close(w)
+        w = -1
+        # the shim forks at once: its first process ends, the shim is adopted
+        os.waitpid(pid, 0)
+        line = _read_line(r)
+        handed_over = bool(line)
+        if not line:
+            raise SetupError(f"container {cid[:12]}: the shim exited before the container started")
+        msg = json.loads(line)
+        if "error" in msg:
+            code = msg.get("exit_code", 125)
+            raise (ExecError if code in (126, 127) else SetupError)(msg["error"], code)
+        return cid, msg["pid"]
+    finally:
+        for fd in (r, w, lock_fd):
+            if fd >= 0:
+                os.close(fd)
+        if not handed_over:
+            # the shim never took the container: it is ours to remove
+            store.release_name(name, cid)
+            store.remove_dirs(p)
