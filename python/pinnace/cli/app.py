@@ -15,6 +15,9 @@ COMMANDS = {
     "login": ("pinnace.cli.login", "login"),
     "exec": ("pinnace.cli.exec", "exec_"),
     "stop": ("pinnace.cli.lifecycle", "stop"),
+    "start": ("pinnace.cli.lifecycle", "start"),
+    "restart": ("pinnace.cli.lifecycle", "restart"),
+    "container": ("pinnace.cli.container", "container"),
     "kill": ("pinnace.cli.lifecycle", "kill"),
     "wait": ("pinnace.cli.lifecycle", "wait"),
     "top": ("pinnace.cli.lifecycle", "top"),
@@ -43,15 +46,19 @@ class Context:
 
 
 class LazyGroup(click.Group):
+    """Commands from a table of (module, attribute), imported when used."""
+
+    table = COMMANDS
+
     def list_commands(self, ctx):
-        return sorted(COMMANDS)
+        return sorted(self.table)
 
     def get_command(self, ctx, name):
-        if name not in COMMANDS:
+        if name not in self.table:
             return None
         import importlib
 
-        module, attr = COMMANDS[name]
+        module, attr = self.table[name]
         obj = getattr(importlib.import_module(module), attr)
         return obj if isinstance(obj, click.Command) else obj()
 

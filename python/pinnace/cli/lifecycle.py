@@ -215,3 +215,33 @@ def _template(fmt: str, obj: dict) -> str:
         return json.dumps(v) if isinstance(v, (dict, list)) else str(v)
 
     return re.sub(r"\{\{\s*(json\s+)?\.([\w.]*)\s*\}\}", repl, fmt)
+
+
+@click.command()
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_obj
+def start(obj, containers: tuple[str, ...]) -> int:
+    """Start stopped containers again (in the background, as they were run with -d)."""
+    from pinnace.containers.detached import restart_detached
+
+    store = obj.store()
+    return _each(containers, lambda ref: (restart_detached(store, store.resolve(ref)), click.echo(ref)))
+
+
+@click.command()
+@click.option("-t", "--time", "timeout", type=float, default=None, help="Seconds to wait before killing (default 10)")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_obj
+def restart(obj, timeout: float | None, containers: tuple[str, ...]) -> int:
+    """Stop, then start containers again."""
+    from pinnace.containers import control
+    from pinnace.containers.detached import restart_detached
+
+    store = obj.store()
+
+    def one(ref: str) -> None:
+        control.stop(store, ref, timeout)
+        restart_detached(store, store.resolve(ref))
+        click.echo(ref)
+
+    return _each(containers, one)

@@ -37,7 +37,14 @@ def execute(globals_: dict, values: dict, rest: list[str]) -> int:
     if entrypoint is not None:
         values["entrypoint"] = [entrypoint] if entrypoint else []
     interactive = values.get("interactive", False)
+    detach = values.pop("detach", False)
     opts = RunOptions(command=command or None, **values)
+    if detach:
+        from pinnace.containers.detached import start_detached
+
+        cid, _ = start_detached(Store(root, runroot), image, opts, tty=bool(opts.tty))
+        sys.stdout.write(cid + "\n")
+        return 0
     sys.stdout.flush()
     if opts.tty:
         from pinnace.cli.tty import Terminal

@@ -58,6 +58,41 @@ def _spawn(shim: str, config_path: str) -> int:
     raise AssertionError("unreachable")
 
 
+def _hand_over(shim: str, config_path: str, config: dict, lock_fd: int) -> dict | None:
+    """Write the shim's configuration, start it with the container's locked
+    directory and a ready pipe, and return its one ready line (None if it
+    died without one)."""
+    import json
+
+    r, w = os.pipe()
+    try:
+        config.update(lock_fd=lock_fd, ready_fd=w)
+        write_atomic(config_path, dumps(config))
+        os.set_inheritable(w, True)
+        os.set_inheritable(lock_fd, True)
+        pid = _spawn(shim, config_path)
+        os.close(w)
+        w = -1
+        # the shim forks at once: its first process ends, the shim is adopted
+        os.waitpid(pid, 0)
+        line = _read_line(r)
+        return json.loads(line) if line else None
+    finally:
+        for fd in (r, w):
+            if fd >= 0:
+                os.close(fd)
+
+
+def _started(msg: dict | None, cid: str) -> int:
+    """The pid from a ready line, or the error it carries, raised."""
+    if msg is None:
+        raise SetupError(f"container {cid[:12]}: the shim exited before the container started")
+    if "error" in msg:
+        code = msg.get("exit_code", 125)
+        raise (ExecError if code in (126, 127) else SetupError)(msg["error"], code)
+    return msg["pid"]
+
+
 def start_detached(store: Store, image: Image, opts: RunOptions, *, tty: bool = False,
                    console_size: tuple[int, int] | None = None) -> tuple[str, int]:
     """Start a container that outlives the caller; returns (id, pid).
@@ -68,8 +103,6 @@ def start_detached(store: Store, image: Image, opts: RunOptions, *, tty: bool = 
     126/127, ``SetupError``...), with the container already cleaned up when
     ``opts.remove``.
     """
-    import json
-
     cid = new_id()
     p = store.paths(cid)
     hostname = opts.hostname or cid[:12]
@@ -80,7 +113,7 @@ def start_detached(store: Store, image: Image, opts: RunOptions, *, tty: bool = 
     labels = container_labels(image.config.get("Labels"), opts.labels)
     shim = shim_binary(store)
     name = store.reserve_name(opts.name, cid)
-    lock_fd = r = w = -1
+    lock_fd = -1
     handed_over = False
     try:
         lock_fd = store.create_dirs(p)
@@ -94,14 +127,12 @@ def start_detached(store: Store, image: Image, opts: RunOptions, *, tty: bool = 
         state["LogPath"] = p.log_file
         if not opts.remove:
             store.write_state(p, state)
-        r, w = os.pipe()
         config = {
             "spec": spec,
             "log_path": p.log_file,
             "exit_path": p.exit_file,
             "lock_dir": p.dir,
             "lock_fd": lock_fd,
-            "ready_fd": w,
             "tty": tty,
             "console_size": list(console_size) if console_size else None,
             "runtime_record": {"path": p.runtime_file, "record": state},
@@ -109,29 +140,62 @@ def start_detached(store: Store, image: Image, opts: RunOptions, *, tty: bool = 
                        "name_link": os.path.join(store.names, name), "name_target": cid,
                        "files": [p.runtime_file]} if opts.remove else None,
         }
-        config_path = os.path.join(p.dir, SHIM_CONFIG)
-        write_atomic(config_path, dumps(config))
-        os.set_inheritable(w, True)
-        os.set_inheritable(lock_fd, True)
-        pid = _spawn(shim, config_path)
-        os.close(w)
-        w = -1
-        # the shim forks at once: its first process ends, the shim is adopted
-        os.waitpid(pid, 0)
-        line = _read_line(r)
-        handed_over = bool(line)
-        if not line:
-            raise SetupError(f"container {cid[:12]}: the shim exited before the container started")
-        msg = json.loads(line)
-        if "error" in msg:
-            code = msg.get("exit_code", 125)
-            raise (ExecError if code in (126, 127) else SetupError)(msg["error"], code)
-        return cid, msg["pid"]
+        msg = _hand_over(shim, os.path.join(p.dir, SHIM_CONFIG), config, lock_fd)
+        handed_over = msg is not None
+        return cid, _started(msg, cid)
     finally:
-        for fd in (r, w, lock_fd):
-            if fd >= 0:
-                os.close(fd)
+        if lock_fd >= 0:
+            os.close(lock_fd)
         if not handed_over:
             # the shim never took the container: it is ours to remove
             store.release_name(name, cid)
             store.remove_dirs(p)
+
+
+def restart_detached(store: Store, cid: str) -> int:
+    """Start a stopped container again under a new shim (``docker start``):
+    the same root filesystem (its upper layer kept), command and settings.
+    Returns the new pid."""
+    from pinnace._jsonenc import loads
+    from pinnace.errors import Conflict
+
+    p = store.paths(cid)
+    st = store.state(cid) or {}
+    if (st.get("State") or {}).get("Running"):
+        return (st.get("State") or {}).get("Pid", 0)
+    config_path = os.path.join(p.dir, SHIM_CONFIG)
+    try:
+        with open(config_path, "rb") as f:
+            config = loads(f.read())
+    except FileNotFoundError:
+        raise Conflict(f"container {cid[:12]} was not made to be started again "
+                       "(only containers run with -d or created kept can be)") from None
+    lock_fd = os.open(p.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    import fcntl
+
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock_fd)
+        raise Conflict(f"container {cid[:12]} is being started or stopped by another process") from None
+    try:
+        for stale in (p.exit_file,):
+            try:
+                os.unlink(stale)
+            except FileNotFoundError:
+                pass
+        state = st
+        state.pop("RestartCount", None)
+        state["State"] = {"Status": "running", "Running": True, "Pid": 0, "ExitCode": 0, "OOMKilled": False,
+                          "StartedAt": _now(), "FinishedAt": "", "Error": ""}
+        store.write_state(p, state)
+        config["runtime_record"] = {"path": p.runtime_file, "record": state}
+        return _started(_hand_over(shim_binary(store), config_path, config, lock_fd), cid)
+    finally:
+        os.close(lock_fd)
+
+
+def _now() -> str:
+    from pinnace.containers import now
+
+    return now()
