@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import signal
 import subprocess
@@ -126,3 +127,22 @@ def test_fifty_concurrent_clis_starting_and_removing_corrupt_nothing(store):
         list(pool.map(cycle, range(50)))
     assert container_dirs(store) == [] and runtime_records(store) == []
     assert pn("ps", "-aq", check=True).out.strip() == ""
+
+
+def test_ps_filters_by_name_status_and_label():
+    pn("run", "-d", "--name", "flt-web", "-l", "tier=web", "host", "sleep", "60", check=True)
+    pn("run", "-d", "--name", "flt-db", "-l", "tier=db", "host", "sleep", "60", check=True)
+    pn("run", "--name", "flt-done", "host", "true", check=True)
+    try:
+        def names(*f: str) -> list[str]:
+            return sorted(c["Names"] for c in json.loads(pn("ps", "--format", "json", *f, check=True).out))
+
+        assert names("--filter", "label=tier=web") == ["flt-web"]
+        assert names("-f", "label=tier") == ["flt-db", "flt-web"]
+        assert names("-f", "name=flt-") == ["flt-db", "flt-web"]
+        assert names("-f", "status=exited") == ["flt-done"]
+        assert names("-f", "name=flt-", "-f", "label=tier=db") == ["flt-db"]
+        r = pn("ps", "-f", "colour=red")
+        assert r.returncode == 125 and "invalid filter" in r.err
+    finally:
+        pn("rm", "-f", "flt-web", "flt-db", "flt-done")
