@@ -14,6 +14,7 @@ COMMANDS = {
     "rmi": ("pinnace.cli.images", "rmi"),
     "login": ("pinnace.cli.login", "login"),
     "exec": ("pinnace.cli.exec", "exec_"),
+    "cp": ("pinnace.cli.cp", "cp"),
     "stop": ("pinnace.cli.lifecycle", "stop"),
     "start": ("pinnace.cli.lifecycle", "start"),
     "restart": ("pinnace.cli.lifecycle", "restart"),

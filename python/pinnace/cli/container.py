@@ -16,6 +16,7 @@ _VERBS = {
     "kill": ("pinnace.cli.lifecycle", "kill"), "wait": ("pinnace.cli.lifecycle", "wait"),
     "top": ("pinnace.cli.lifecycle", "top"), "stats": ("pinnace.cli.stats", "stats"),
     "prune": ("pinnace.cli.container", "prune"),
+    "cp": ("pinnace.cli.cp", "cp"),
 }
 
 

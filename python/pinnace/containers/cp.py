@@ -1,0 +1,215 @@
+"""``docker cp`` for a running container: files in and out through
+``/proc/PID/root``, with every path looked up inside the container's root.
+
+A path in a container may cross symlinks its processes made, pointing
+anywhere; the kernel would follow an absolute one to the *host's* files.
+So the lookup here is done component by component from a descriptor of the
+container's root: a symlink is read and resolved again from that root (or
+the directory it is in), ``..`` stops at the root, and every open refuses to
+follow a link (O_NOFOLLOW), so a link swapped in meanwhile fails the copy
+instead of redirecting it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from pinnace.errors import Conflict, UsageError
+
+_DIR = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+MAX_LINKS = 40
+
+
+class _Walk:
+    """Directory descriptors from the root down to where a lookup is."""
+
+    def __init__(self, root_fd: int):
+        self.root_fd = root_fd
+        self.stack = [os.dup(root_fd)]
+
+    def top(self) -> int:
+        return self.stack[-1]
+
+    def up(self) -> None:
+        if len(self.stack) > 1:
+            os.close(self.stack.pop())
+
+    def to_root(self) -> None:
+        while len(self.stack) > 1:
+            os.close(self.stack.pop())
+
+    def down(self, name: str) -> None:
+        self.stack.append(os.open(name, _DIR, dir_fd=self.top()))
+
+    def close(self) -> None:
+        for fd in self.stack:
+            os.close(fd)
+        self.stack = []
+
+
+def resolve(root_fd: int, path: str, follow_last: bool = False) -> tuple[int, str]:
+    """(descriptor of the parent directory, last name) of ``path`` inside the
+    root; the caller owns the descriptor. The last name is "" for the root."""
+    parts = [p for p in path.split("/") if p]
+    walk = _Walk(root_fd)
+    links = 0
+    try:
+        while parts:
+            name = parts.pop(0)
+            if name == ".":
+                continue
+            if name == "..":
+                walk.up()
+                continue
+            try:
+                st = os.lstat(name, dir_fd=walk.top())
+            except FileNotFoundError:
+                if parts:
+                    raise FileNotFoundError(2, "no such file or directory", path) from None
+                return _keep(walk), name
+            if stat.S_ISLNK(st.st_mode) and (parts or follow_last):
+                links += 1
+                if links > MAX_LINKS:
+                    raise OSError(40, f"too many levels of symbolic links in {path}")
+                target = os.readlink(name, dir_fd=walk.top())
+                if target.startswith("/"):
+                    walk.to_root()
+                parts = [p for p in target.split("/") if p] + parts
+                continue
+            if not parts:
+                return _keep(walk), name
+            if not stat.S_ISDIR(st.st_mode):
+                raise NotADirectoryError(20, f"not a directory: {name} in {path}")
+            walk.down(name)
+        return _keep(walk), ""
+    finally:
+        walk.close()
+
+
+def _keep(walk: _Walk) -> int:
+    return os.dup(walk.top())
+
+
+def container_root(store, ref: str) -> tuple[int, str]:
+    """A descriptor of a running container's root, and its id."""
+    cid = store.resolve(ref)
+    st = store.state(cid) or {}
+    pid = (st.get("State") or {}).get("Pid") or 0
+    if not (st.get("State") or {}).get("Running") or pid <= 0:
+        raise Conflict(f"container {ref} is not running: cp works on running containers only for now "
+                       f"(start it with pinnace start {ref})")
+    # the one link followed on purpose: /proc's magic link to its root
+    return os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), cid
+
+
+def _copy_file(src_fd: int, dst_fd: int) -> None:
+    while os.sendfile(dst_fd, src_fd, None, 1 << 20):
+        pass
+
+
+def _times(st: os.stat_result) -> tuple[int, int]:
+    return st.st_atime_ns, st.st_mtime_ns
+
+
+def _copy_tree(src_dir: int, name: str, dst_dir: int, dst_name: str) -> None:
+    """Copy ``name`` (in ``src_dir``) to ``dst_name`` (in ``dst_dir``), a
+    directory recursively; symlinks as symlinks; nothing ever followed."""
+    st = os.lstat(name, dir_fd=src_dir)
+    mode = stat.S_IMODE(st.st_mode)
+    if stat.S_ISLNK(st.st_mode):
+        target = os.readlink(name, dir_fd=src_dir)
+        try:
+            os.unlink(dst_name, dir_fd=dst_dir)
+        except FileNotFoundError:
+            pass
+        os.symlink(target, dst_name, dir_fd=dst_dir)
+        return
+    if stat.S_ISDIR(st.st_mode):
+        try:
+            os.mkdir(dst_name, 0o700, dir_fd=dst_dir)
+        except FileExistsError:
+            if not stat.S_ISDIR(os.lstat(dst_name, dir_fd=dst_dir).st_mode):
+                raise
+        src = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_dir)
+        dst = os.open(dst_name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dst_dir)
+        try:
+            for entry in os.scandir(src):
+                _copy_tree(src, entry.name, dst, entry.name)
+            os.chmod(dst, mode)
+            os.utime(dst, ns=_times(st))
+        finally:
+            os.close(src)
+            os.close(dst)
+        return
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"cannot copy {name}: only files, directories and symlinks are copied")
+    src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_dir)
+    try:
+        dst = os.open(dst_name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                      dir_fd=dst_dir)
+        try:
+            _copy_file(src, dst)
+            os.chmod(dst, mode)
+            os.utime(dst, ns=_times(st))
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+
+
+def _target(dst_parent: int, dst_name: str, src_name: str) -> tuple[int, str]:
+    """docker's rule: copying onto an existing directory copies into it."""
+    if dst_name:
+        # the destination was resolved with its last link followed (inside
+        # the root): what is there now is not a link we may follow
+        try:
+            st = os.lstat(dst_name, dir_fd=dst_parent)
+        except FileNotFoundError:
+            return os.dup(dst_parent), dst_name
+        if stat.S_ISDIR(st.st_mode):
+            return os.open(dst_name, _DIR, dir_fd=dst_parent), src_name
+        return os.dup(dst_parent), dst_name
+    return os.dup(dst_parent), src_name
+
+
+def copy(store, src: str, dst: str) -> None:
+    """``pinnace cp CONTAINER:SRC HOSTDEST`` or ``pinnace cp HOSTSRC CONTAINER:DEST``."""
+    def split(arg: str) -> tuple[str | None, str]:
+        if ":" in arg and not arg.startswith(("/", ".")):
+            ref, _, path = arg.partition(":")
+            return ref, path or "/"
+        return None, arg
+
+    (sref, spath), (dref, dpath) = split(src), split(dst)
+    if (sref is None) == (dref is None):
+        raise UsageError("copying between containers or between host paths is not supported: "
+                         "one side must be CONTAINER:PATH")
+    host_root = os.open("/", _DIR)
+    try:
+        if sref is not None:
+            root, _ = container_root(store, sref)
+            s_parent, s_name = resolve(root, spath)
+            d_parent, d_name = resolve(host_root, os.path.abspath(dpath), follow_last=True)
+        else:
+            root, _ = container_root(store, dref)
+            s_parent, s_name = resolve(host_root, os.path.abspath(spath))
+            d_parent, d_name = resolve(root, dpath, follow_last=True)
+        try:
+            if not s_name:
+                raise UsageError("copying a whole root filesystem is not supported")
+            try:
+                os.lstat(s_name, dir_fd=s_parent)
+            except FileNotFoundError:
+                raise UsageError(f"no such file or directory: {spath}") from None
+            t_dir, t_name = _target(d_parent, d_name, s_name)
+            try:
+                _copy_tree(s_parent, s_name, t_dir, t_name)
+            finally:
+                os.close(t_dir)
+        finally:
+            os.close(s_parent)
+            os.close(d_parent)
+            os.close(root)
+    finally:
+        os.close(host_root)
