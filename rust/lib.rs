@@ -4,6 +4,7 @@
 pub mod cgroups;
 pub mod error;
 pub mod exec;
+pub mod init;
 pub mod ops;
 pub mod plan;
 pub mod shim;

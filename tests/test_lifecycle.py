@@ -150,3 +150,26 @@ def test_exec_cli_runs_in_the_container():
         proc.wait(timeout=20)
     r = pn("exec", "execcli", "true")
     assert r.returncode == 125 and len(r.err.strip().splitlines()) == 1
+
+
+def test_init_is_pid_1_forwards_term_and_reaps_orphans():
+    # an orphan that exits is re-parented to PID 1: with --init it is reaped
+    r = pn("run", "--rm", "--init", "host", "sh", "-c",
+           'cat /proc/1/cmdline | tr "\\0" " "; echo; sh -c "sleep 0.1 &"; sleep 0.6; '
+           'grep -l "^State:.Z" /proc/[0-9]*/status | wc -l; exit 4', check=False)
+    first, zombies = r.out.splitlines()[:2]
+    assert first.startswith("/run/pinnace-init -- sh -c") and zombies.strip() == "0"
+    assert r.returncode == 4
+    # a command with no TERM handler still stops on SIGTERM: init passes it on
+    proc = subprocess.Popen([PINNACE, "run", "--rm", "--init", "--name", "initterm2", "host", "sleep", "60"])
+    try:
+        deadline = time.monotonic() + 20
+        while pn("inspect", "-f", "{{.State.Running}}", "initterm2").out.strip() != "true":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        t = time.monotonic()
+        pn("stop", "-t", "30", "initterm2", check=True)
+        assert time.monotonic() - t < 10  # not the 30 s grace period: TERM did it
+        assert proc.wait(timeout=20) == 143
+    finally:
+        proc.kill()

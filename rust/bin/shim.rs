@@ -4,5 +4,8 @@
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    std::process::exit(pinnace_core::shim::main(&args));
+    // The same static binary is a container's init under --init (bind-mounted
+    // into it as /run/pinnace-init): one file to ship, runnable in any image.
+    let init = args.first().is_some_and(|a| a.rsplit('/').next() == Some("pinnace-init"));
+    std::process::exit(if init { pinnace_core::init::main(&args) } else { pinnace_core::shim::main(&args) });
 }

@@ -23,6 +23,7 @@ RUN_FLAGS: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
     (("--read-only",), "read_only", "bool", "Mount the container's root filesystem read-only"),
     (("-i", "--interactive"), "interactive", "bool", "Keep stdin attached"),
     (("-t", "--tty"), "tty", "bool", "Allocate a pseudo-terminal"),
+    (("--init",), "init", "bool", "Run an init inside that forwards signals and reaps zombies"),
     (("-d", "--detach"), "detach", "bool", "Run in the background under its own supervisor; print its id"),
     (("--entrypoint",), "entrypoint", "one", "Override the image's entrypoint"),
     (("--cap-add",), "cap_add", "many", "Add a Linux capability"),

@@ -59,6 +59,9 @@ RLIMITS = {
 }
 
 NETWORKS = ("none", "host")
+#: where --init's process lives in the container (docker: /sbin/docker-init; /run
+#: rather than /sbin, which may be a read-only bind, as in the host image)
+INIT_PATH = "/run/pinnace-init"
 
 
 class RunOptions:
@@ -74,7 +77,7 @@ class RunOptions:
         "remove": False, "cap_add": (), "cap_drop": (), "ulimits": (), "cgroupns": None,
         "interactive": False, "memory": None, "memory_swap": None, "memory_reservation": None, "cpus": None,
         "cpu_shares": None, "cpuset_cpus": None, "pids_limit": None, "blkio_weight": None,
-        "device_read_bps": (), "device_write_bps": (), "group_add": (), "labels": (), "tty": False,
+        "device_read_bps": (), "device_write_bps": (), "group_add": (), "labels": (), "tty": False, "init": False,
     }
 
     command: list[str] | None
@@ -108,6 +111,7 @@ class RunOptions:
     labels: list[str] | dict[str, str]
     interactive: bool
     tty: bool
+    init: bool
 
     def __init__(self, **values):
         unknown = set(values) - set(self.DEFAULTS)
@@ -462,8 +466,10 @@ def build_spec(
     upper: str,
     work: str,
     etc_files: dict[str, str],
+    init_binary: str | None = None,
 ) -> dict:
-    """The runtime spec for one container."""
+    """The runtime spec for one container. ``init_binary`` (with ``opts.init``)
+    is bound into it as ``INIT_PATH`` and runs the command."""
     if opts.network not in NETWORKS:
         raise UsageError(f"network {opts.network} not found (supported: none, host)")
     cfg = image_config or {}
@@ -477,6 +483,10 @@ def build_spec(
     args = list(entrypoint) + cmd
     if not args:
         raise UsageError("no command specified")
+    if opts.init:
+        if not init_binary:
+            raise UsageError("--init is not available here")
+        args = [INIT_PATH, "--"] + args
 
     user = parse_user(opts.user, layers) if opts.user else (parse_user(cfg["User"], layers) if cfg.get("User") else {"uid": 0, "gid": 0})
     hostname = opts.hostname or container_id[:12]
@@ -519,6 +529,8 @@ def build_spec(
     extra = [{"destination": dst, "type": "bind", "source": src, "options": ["rbind", "ro" if dst == "/etc/resolv.conf" and opts.network == "host" else "rw"]}
              for dst, src in etc_files.items()]
     user_mounts = [parse_volume(v) for v in opts.volumes] + [parse_tmpfs(t) for t in opts.tmpfs]
+    if opts.init:
+        extra.append({"destination": INIT_PATH, "type": "bind", "source": init_binary, "options": ["rbind", "ro"]})
     mounts += _sort_mounts(extra + user_mounts)
 
     linux: dict = {

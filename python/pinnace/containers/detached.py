@@ -19,16 +19,11 @@ from pinnace._files import write_atomic
 from pinnace._jsonenc import dumps
 from pinnace.config import RunOptions, build_spec, container_labels
 from pinnace.containers import TRASH_PREFIX, Store, new_id
-from pinnace.containers.runner import _etc_files, _write_etc_files, initial_record
+from pinnace.containers.runner import _etc_files, _write_etc_files, initial_record, shim_binary
 from pinnace.errors import ExecError, SetupError
 from pinnace.images import Image
 
 SHIM_CONFIG = "shim.json"
-
-
-def shim_binary(store: Store) -> str:
-    """The shim's path, written out of the extension under ``root/bin`` once."""
-    return _core.shim_path(os.path.join(store.root, "bin"))
 
 
 def _read_line(fd: int) -> bytes:
@@ -107,7 +102,8 @@ def start_detached(store: Store, image: Image, opts: RunOptions, *, tty: bool = 
     p = store.paths(cid)
     hostname = opts.hostname or cid[:12]
     spec = build_spec(opts, image.config, image.layers, image.mounts, container_id=cid, rootfs=p.merged,
-                      upper=p.upper, work=p.work, etc_files=_etc_files(p.dir, opts.network))
+                      upper=p.upper, work=p.work, etc_files=_etc_files(p.dir, opts.network),
+                      init_binary=shim_binary(store) if opts.init else None)
     if tty:
         spec["process"]["terminal"] = True
     labels = container_labels(image.config.get("Labels"), opts.labels)

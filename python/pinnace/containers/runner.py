@@ -46,6 +46,12 @@ def _write_etc_files(p_dir: str, hostname: str, network: str) -> None:
             f.write(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")
 
 
+def shim_binary(store: Store) -> str:
+    """The static pinnace-shim binary (written out of the extension under
+    ``root/bin`` once): detached containers' supervisor, and --init's process."""
+    return _core.shim_path(os.path.join(store.root, "bin"))
+
+
 def initial_record(cid: str, name: str, image: Image, opts: RunOptions, spec: dict, p, hostname: str,
                    labels: dict) -> dict:
     """The docker-shaped record of a container about to start."""
@@ -96,7 +102,8 @@ def run(
     hostname = opts.hostname or cid[:12]
     # The whole spec is built (and so validated) before anything exists on disk.
     spec = build_spec(opts, image.config, image.layers, image.mounts, container_id=cid, rootfs=p.merged,
-                      upper=p.upper, work=p.work, etc_files=_etc_files(p.dir, opts.network))
+                      upper=p.upper, work=p.work, etc_files=_etc_files(p.dir, opts.network),
+                      init_binary=shim_binary(store) if opts.init else None)
     labels = container_labels(image.config.get("Labels"), opts.labels)
     name = store.reserve_name(opts.name, cid)
     lock_fd = -1
