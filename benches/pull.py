@@ -37,7 +37,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-WORK = "/var/tmp/pinnace-bench"
+sys.path.insert(0, HERE)
+from start import WORK, clean_venv_pinnace  # noqa: E402
 IMAGE_DIR = os.path.join(WORK, "pull-image")
 LAYOUT = os.path.join(IMAGE_DIR, "oci")
 REPO_NAME = "bench/debian-python:latest"
@@ -218,21 +219,6 @@ http:
 
 
 # --- the tools --------------------------------------------------------------------------
-
-
-def clean_venv_pinnace() -> str:
-    """Install this checkout into a fresh venv (as benches/start.py, own directory)."""
-    venv = os.path.join(WORK, "venv-pull")
-    wheels = os.path.join(WORK, "wheels-pull")
-    shutil.rmtree(wheels, ignore_errors=True)
-    sh("maturin", "build", "--release", "-q", "-o", wheels, cwd=REPO, stdout=subprocess.DEVNULL)
-    if not os.path.exists(os.path.join(venv, "bin", "python")):
-        sh(sys.executable, "-m", "venv", venv)
-    wheel = [w for w in os.listdir(wheels) if w.endswith(".whl")][0]
-    sh(os.path.join(venv, "bin", "pip"), "install", "-q", "--force-reinstall",
-       os.path.join(wheels, wheel))
-    shutil.rmtree(wheels, ignore_errors=True)
-    return os.path.join(venv, "bin", "pinnace")
 
 
 def mounts_under(path: str) -> list[str]:
@@ -511,7 +497,7 @@ def main() -> None:
     facts = image_facts()
     load0 = " ".join(open("/proc/loadavg").read().split()[:3])
 
-    exe = a.pinnace or clean_venv_pinnace()
+    exe = a.pinnace or clean_venv_pinnace("pull")
     has_pull = pinnace_can_pull(exe)
     tmp = tempfile.mkdtemp(prefix="pinnace-bench-pull-" if a.dir else "pull-", dir=a.dir or WORK)
     runtmp = tempfile.mkdtemp(prefix="pinnace-bench-", dir="/run")

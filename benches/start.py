@@ -43,10 +43,13 @@ def busybox_rootfs(dest: str) -> str:
     return dest
 
 
-def clean_venv_pinnace() -> str:
-    """Install this checkout into a fresh venv; returns its `pinnace` script."""
-    venv = os.path.join(WORK, "venv")
-    wheels = os.path.join(WORK, "wheels")
+def clean_venv_pinnace(name: str = "") -> str:
+    """Install this checkout into a fresh venv; returns its `pinnace` script.
+    ``name`` keeps each benchmark's venv and wheel directory its own, so one
+    benchmark's rebuild never pulls the rug from under another running."""
+    suffix = f"-{name}" if name else ""
+    venv = os.path.join(WORK, "venv" + suffix)
+    wheels = os.path.join(WORK, "wheels" + suffix)
     shutil.rmtree(wheels, ignore_errors=True)
     subprocess.run(["maturin", "build", "--release", "-q", "-o", wheels], cwd=REPO, check=True,
                    stdout=subprocess.DEVNULL)
@@ -55,6 +58,7 @@ def clean_venv_pinnace() -> str:
     wheel = [w for w in os.listdir(wheels) if w.endswith(".whl")][0]
     subprocess.run([os.path.join(venv, "bin", "pip"), "install", "-q", "--force-reinstall",
                     os.path.join(wheels, wheel)], check=True)
+    shutil.rmtree(wheels, ignore_errors=True)
     return os.path.join(venv, "bin", "pinnace")
 
 

@@ -16,7 +16,7 @@ import time
 
 from pinnace import _core
 from pinnace._files import write_atomic
-from pinnace._jsonenc import dumps
+from pinnace._jsonenc import dumps, loads
 from pinnace.config import RunOptions, build_spec, container_labels
 from pinnace.containers import TRASH_PREFIX, Store, new_id
 from pinnace.containers.runner import _etc_files, _write_etc_files, initial_record, shim_binary
@@ -57,8 +57,6 @@ def _hand_over(shim: str, config_path: str, config: dict, lock_fd: int) -> dict 
     """Write the shim's configuration, start it with the container's locked
     directory and a ready pipe, and return its one ready line (None if it
     died without one)."""
-    import json
-
     r, w = os.pipe()
     try:
         config.update(lock_fd=lock_fd, ready_fd=w)
@@ -71,7 +69,7 @@ def _hand_over(shim: str, config_path: str, config: dict, lock_fd: int) -> dict 
         # the shim forks at once: its first process ends, the shim is adopted
         os.waitpid(pid, 0)
         line = _read_line(r)
-        return json.loads(line) if line else None
+        return loads(line) if line else None
     finally:
         for fd in (r, w):
             if fd >= 0:
@@ -152,7 +150,6 @@ def restart_detached(store: Store, cid: str) -> int:
     """Start a stopped container again under a new shim (``docker start``):
     the same root filesystem (its upper layer kept), command and settings.
     Returns the new pid."""
-    from pinnace._jsonenc import loads
     from pinnace.errors import Conflict
 
     p = store.paths(cid)
