@@ -12,15 +12,19 @@ downloads that hash while they stream.
 from __future__ import annotations
 
 import base64
-import email.utils
 import hashlib
 import ipaddress
 import os
+import sys
 import threading
 import time
 from urllib.parse import urlencode, urljoin, urlsplit
 
-import httpx
+# httpx's package imports its command-line tool, which imports rich and click
+# (~40 ms of every pull); None in sys.modules is Python's documented way to
+# make an import fail, and httpx then leaves its CLI out.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+import httpx  # noqa: E402
 
 from pinnace.errors import AuthError, ImageNotFound, LayerError, RegistryError
 from pinnace.images.reference import DOCKER_HUB
@@ -74,6 +78,8 @@ def _retry_after(resp: httpx.Response, attempt: int) -> float:
     if value.isdigit():
         return min(float(value), 120.0)
     if value:
+        import email.utils
+
         try:
             return max(0.0, min(email.utils.parsedate_to_datetime(value).timestamp() - time.time(), 120.0))
         except (TypeError, ValueError):
