@@ -58,7 +58,7 @@ pub enum LayerError {
     Hostile { layer: String, entry: String, why: &'static str },
 
     /// The blob or its tar does not hash to what the manifest or config says.
-    #[error("layer {layer}: {which} mismatch: expected {expected}, got {actual}")]
+    #[error("layer {layer}: {which} mismatch: {}", mismatch(.layer, .expected, .actual))]
     Mismatch { layer: String, which: &'static str, expected: String, actual: String },
 
     /// A decompression bomb, or simply a layer larger than the caller allows.
@@ -68,6 +68,16 @@ pub enum LayerError {
     /// An expected digest the caller gave is not "sha256:<64 hex>".
     #[error("layer {layer}: unsupported digest {digest}")]
     BadDigest { layer: String, digest: String },
+}
+
+/// The layer is named by its blob digest: say the expected one only when it
+/// is another (a diff_id), so no message names the same digest twice.
+fn mismatch(layer: &str, expected: &str, actual: &str) -> String {
+    if layer == expected {
+        format!("its content hashes to {actual}")
+    } else {
+        format!("expected {expected}, got {actual}")
+    }
 }
 
 #[derive(Debug, Default, Clone)]
