@@ -187,6 +187,16 @@ class Store:
         except OSError:
             return ""
 
+    def _name_of(self, cid: str) -> str:
+        """The name reserved for ``cid`` (a scan: only for records that are lost)."""
+        try:
+            for n in os.listdir(self.names):
+                if self._name_target(n) == cid:
+                    return n
+        except FileNotFoundError:
+            pass
+        return ""
+
     def release_name(self, name: str, cid: str) -> None:
         if name and self._name_target(name) == cid:
             try:
@@ -291,14 +301,16 @@ class Store:
         if st is None:
             if not os.path.isdir(p.dir):
                 return None  # gone (removed, or never was)
+            # its name is still reserved: say it (ps, rm by name)
+            name = "/" + self._name_of(cid)
             if self.owner_alive(p):
                 # starting: its record is being written
-                return {"Id": cid, "Name": "", "State": {"Status": "created", "Running": True, "Pid": 0,
-                                                         "ExitCode": 0}, "Config": {}, "Created": ""}
+                return {"Id": cid, "Name": name, "State": {"Status": "created", "Running": True, "Pid": 0,
+                                                           "ExitCode": 0}, "Config": {}, "Created": ""}
             # A directory with no record: a run whose owner died before the
             # container started, or whose runtime record a reboot took away.
-            return {"Id": cid, "Name": "", "State": {"Status": "exited", "Running": False, "ExitCode": 137,
-                                                     "Error": "no record"}, "Config": {}, "Created": ""}
+            return {"Id": cid, "Name": name, "State": {"Status": "exited", "Running": False, "ExitCode": 137,
+                                                       "Error": "no record"}, "Config": {}, "Created": ""}
         s = st.get("State", {})
         if s.get("Status") in ("running", "created") and not self.owner_alive(p):
             try:
