@@ -19,7 +19,7 @@ from pinnace._files import write_atomic
 from pinnace._jsonenc import dumps, loads
 from pinnace.config import RunOptions, build_spec, container_labels
 from pinnace.containers import TRASH_PREFIX, Store, new_id
-from pinnace.containers.runner import _etc_files, _write_etc_files, initial_record, shim_binary
+from pinnace.containers.runner import _etc_files, initial_record, prepare, shim_binary
 from pinnace.errors import ExecError, SetupError
 from pinnace.images import Image
 
@@ -110,12 +110,7 @@ def start_detached(store: Store, image: Image, opts: RunOptions, *, tty: bool = 
     lock_fd = -1
     handed_over = False
     try:
-        lock_fd = store.create_dirs(p)
-        _write_etc_files(p.dir, hostname, opts.network)
-        for v in opts.volumes:
-            src = v.split(":")[0]
-            if not os.path.lexists(src):
-                os.makedirs(src, exist_ok=True)
+        lock_fd = prepare(store, p, hostname, opts)
         state = initial_record(cid, name, image, opts, spec, p, hostname, labels)
         state["HostConfig"]["LogConfig"] = {"Type": "k8s-file", "Path": p.log_file}
         state["LogPath"] = p.log_file

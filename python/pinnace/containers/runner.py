@@ -52,6 +52,18 @@ def shim_binary(store: Store) -> str:
     return _core.shim_path(os.path.join(store.root, "bin"))
 
 
+def prepare(store: Store, p, hostname: str, opts: RunOptions) -> int:
+    """The container's directory (locked: returns the lock fd), its /etc files,
+    and missing bind sources made as directories, as docker makes them."""
+    lock_fd = store.create_dirs(p)
+    _write_etc_files(p.dir, hostname, opts.network)
+    for v in opts.volumes:
+        src = v.split(":")[0]
+        if not os.path.lexists(src):
+            os.makedirs(src, exist_ok=True)
+    return lock_fd
+
+
 def initial_record(cid: str, name: str, image: Image, opts: RunOptions, spec: dict, p, hostname: str,
                    labels: dict) -> dict:
     """The docker-shaped record of a container about to start."""
@@ -108,13 +120,7 @@ def run(
     name = store.reserve_name(opts.name, cid)
     lock_fd = -1
     try:
-        lock_fd = store.create_dirs(p)
-        _write_etc_files(p.dir, hostname, opts.network)
-        for v in opts.volumes:
-            # docker creates a missing bind source as a directory
-            src = v.split(":")[0]
-            if not os.path.lexists(src):
-                os.makedirs(src, exist_ok=True)
+        lock_fd = prepare(store, p, hostname, opts)
         state = initial_record(cid, name, image, opts, spec, p, hostname, labels)
 
         if not opts.remove:
