@@ -24,7 +24,7 @@ use oci_spec::runtime::Process;
 use crate::cgroups::Mode;
 use crate::error::{Error, Result};
 use crate::ops::{Op, NAMESPACES};
-use crate::plan::{cap_mask, cstr, exec_plan, rlimit_resource, CapSets, Identity, Join, Plan};
+use crate::plan::{cstr, exec_plan, identity_and_caps, rlimit_resource, Join, Plan};
 use crate::spawn::{self, Exit, Options, Stdio, WaitOptions};
 
 /// What the parent learnt about the running container.
@@ -132,23 +132,7 @@ pub fn build(process: &Process, t: &Target) -> Result<Plan> {
     }
     ops.push(Op::Chdir { path: cstr(cwd.as_os_str().as_encoded_bytes())? });
 
-    let user = process.user();
-    let identity = Identity {
-        uid: user.uid(),
-        gid: user.gid(),
-        groups: user.additional_gids().clone().unwrap_or_default(),
-        umask: user.umask().unwrap_or(0o022),
-    };
-    let caps = match process.capabilities() {
-        None => None,
-        Some(c) => Some(CapSets {
-            bounding: cap_mask(c.bounding())?,
-            effective: cap_mask(c.effective())?,
-            permitted: cap_mask(c.permitted())?,
-            inheritable: cap_mask(c.inheritable())?,
-            ambient: cap_mask(c.ambient())?,
-        }),
-    };
+    let (identity, caps) = identity_and_caps(process)?;
     let pidns_fd = match (&t.ns_fds, t.ns_mask & libc::CLONE_NEWPID != 0) {
         (_, false) => -1,
         (None, true) => t.pidfd,

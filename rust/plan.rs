@@ -10,7 +10,7 @@ use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 
 use libc::c_ulong;
-use oci_spec::runtime::{LinuxNamespaceType, Mount, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, Mount, Process, Spec};
 
 use crate::cgroups::Resources;
 use crate::error::{Error, Result};
@@ -507,6 +507,28 @@ pub fn build(spec: &Spec) -> Result<Plan> {
     }
     b.ops.push(Op::Chdir { path: cpath(cwd)? });
 
+    let (identity, caps) = identity_and_caps(process)?;
+
+    let exec = exec_plan(process.args().as_deref().unwrap_or(&[]), process.env().as_deref().unwrap_or(&[]))?;
+    Ok(Plan {
+        clone_flags,
+        id_maps,
+        ops: b.ops,
+        identity,
+        caps,
+        no_new_privs: process.no_new_privileges().unwrap_or(false),
+        exec,
+        detached_root,
+        cgroup,
+        unshare_cgroupns,
+        join: None,
+        terminal: process.terminal().unwrap_or(false),
+    })
+}
+
+/// Who the process runs as and with which capabilities (None: leave them be),
+/// from a runtime-spec "process" object: the same for a new container and an exec.
+pub fn identity_and_caps(process: &Process) -> Result<(Identity, Option<CapSets>)> {
     let user = process.user();
     let identity = Identity {
         uid: user.uid(),
@@ -524,22 +546,7 @@ pub fn build(spec: &Spec) -> Result<Plan> {
             ambient: cap_mask(c.ambient())?,
         }),
     };
-
-    let exec = exec_plan(process.args().as_deref().unwrap_or(&[]), process.env().as_deref().unwrap_or(&[]))?;
-    Ok(Plan {
-        clone_flags,
-        id_maps,
-        ops: b.ops,
-        identity,
-        caps,
-        no_new_privs: process.no_new_privileges().unwrap_or(false),
-        exec,
-        detached_root,
-        cgroup,
-        unshare_cgroupns,
-        join: None,
-        terminal: process.terminal().unwrap_or(false),
-    })
+    Ok((identity, caps))
 }
 
 /// The PATH search is done here, as a list of candidates, because the child
