@@ -5,6 +5,7 @@ pub mod cgroups;
 pub mod error;
 pub mod exec;
 pub mod init;
+pub mod namespaces;
 pub mod ops;
 pub mod plan;
 pub mod shim;
