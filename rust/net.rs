@@ -16,7 +16,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags,
+    LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -201,6 +202,19 @@ pub fn veth_msg(host_if: &str, master: u32, peer: &str, peer_mac: [u8; 6], netns
     m.attributes.push(LinkAttribute::LinkInfo(vec![
         LinkInfo::Kind(InfoKind::Veth),
         LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))),
+    ]));
+    m
+}
+
+/// Hairpin mode on bridge port `index`: the bridge may send a frame back out
+/// of the port it came in by, so a container reaches its own published port
+/// through the host's address (DNAT turns it back towards the container).
+pub fn hairpin_msg(index: u32) -> LinkMessage {
+    let mut m = LinkMessage::default();
+    m.header.index = index;
+    m.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::PortKind(InfoPortKind::Bridge),
+        LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(true)])),
     ]));
     m
 }
@@ -513,6 +527,13 @@ pub fn attach(netns: BorrowedFd<'_>, a: &Attach<'_>) -> Result<String> {
         return Err(e.during(step(format!("create veth {} / {}", a.host_if, a.ifname))));
     }
     let configured = (|| -> Result<()> {
+        let hl = host
+            .get_link(a.host_if)
+            .map_err(|e| e.during(step(format!("look up {}", a.host_if))))?
+            .ok_or_else(|| Refused::from(Errno::ENODEV).during(step(format!("look up {}", a.host_if))))?;
+        // RTM_NEWLINK on an existing link: only that path applies port (slave) data
+        host.request(RouteNetlinkMessage::NewLink(hairpin_msg(hl.header.index)), 0)
+            .map_err(|e| e.during(step(format!("set hairpin mode on {}", a.host_if))))?;
         let peer = ns
             .get_link(a.ifname)
             .map_err(|e| e.during(step(format!("look up {}", a.ifname))))?
