@@ -156,6 +156,11 @@ class Store:
         self.names = os.path.join(self.root, "names")
         self.run_containers = os.path.join(self.runroot, "containers")
 
+    def networks(self):
+        from pinnace.network import Networks
+
+        return Networks(self.root, self.runroot)
+
     def paths(self, cid: str) -> Paths:
         return Paths(cid, os.path.join(self.containers, cid), os.path.join(self.run_containers, cid + ".json"))
 
@@ -362,6 +367,7 @@ class Store:
                 time.sleep(0.01)
         # the owner removes it; an owner that died could not
         _core.cgroup_destroy(cgroup)
+        _release_network(self, cid, st.get("NetworkSettings"))
         self.release_name(st.get("Name", "").lstrip("/"), cid)
         self.remove_dirs(p)
 
@@ -393,6 +399,9 @@ class Store:
                 # and old enough not to be one that is just starting.
                 _core.cgroup_destroy(cgroup_path(cid))
         _core.cgroup_remove_parent_if_empty(CGROUP_PARENT)
+        from pinnace.network.setup import sweep
+
+        sweep(self.networks(), self)
         # runtime records whose container directory is gone
         try:
             for f in os.listdir(self.run_containers):
@@ -402,6 +411,14 @@ class Store:
         except FileNotFoundError:
             pass
         return removed
+
+
+def _release_network(store: Store, cid: str, settings: dict | None) -> None:
+    """Addresses and ports a container left (its owner died without giving them back)."""
+    nets = store.networks()
+    from pinnace.network.setup import release
+
+    release(nets, store, cid, settings if settings and settings.get("Networks") else None)
 
 
 def _foreign_cgroup_is_stale(cid: str, min_age: float = 60.0) -> bool:
