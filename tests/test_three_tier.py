@@ -31,8 +31,6 @@ import three_tier
 from conftest import PINNACE, pn
 from registry import Layout, free_port
 
-pytestmark = pytest.mark.registry
-
 NAMES = {"db": "db", "cache": "cache", "web": "web"}
 READY_WITHIN = 60.0
 
@@ -136,6 +134,7 @@ def port_free(port: int) -> bool:
             return False
 
 
+@pytest.mark.registry
 def test_three_tier_on_a_network(tiers):
     """run.sh's steps: a network, db and cache on it, web on it with a port
     published on the host; GET / shows the row and the value, fetched by name."""
@@ -162,6 +161,7 @@ def test_three_tier_on_a_network(tiers):
     assert port_free(port), f"127.0.0.1:{port} is still taken after the containers are gone"
 
 
+@pytest.mark.registry
 def test_three_tier_in_a_network_namespace(tiers):
     """Today's networking: the three share a network namespace made for the
     test (--network host there), the web tier finds the others at 127.0.0.1."""
@@ -190,3 +190,10 @@ def test_three_tier_in_a_network_namespace(tiers):
     assert removed.returncode == 0, removed.err
     assert_no_containers()
     assert left == [], f"processes still in the namespace after rm -f: {left}"
+
+
+def test_the_builder_names_a_missing_host_package():
+    with pytest.raises(three_tier.BuildError) as e:
+        three_tier.package_versions(["busybox-static", "pinnace-no-such-package"])
+    assert str(e.value) == ("three-tier images: Debian package(s) pinnace-no-such-package not installed on this "
+                            "host (apt-get install -y pinnace-no-such-package)")
