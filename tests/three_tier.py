@@ -58,9 +58,10 @@ CACHE_VALUE = "hello from redis"
 REPO = "three-tier/{tier}"
 CACHE_DIR = os.environ.get("THREE_TIER_CACHE", "/var/tmp/pinnace-three-tier")
 
-#: host programs the build runs, and the Debian package each comes from
-PROGRAMS = {"umoci": "umoci", "skopeo": "skopeo", "busybox": "busybox-static", "ldd": "libc-bin",
-            "runuser": "util-linux", "dpkg-query": "dpkg"}
+#: what the build needs on the host besides the servers' own packages (which
+#: selections() names): the base, the image tools, ldd, runuser
+BUILD_PACKAGES = ["busybox-static", "umoci", "skopeo", "libc-bin", "util-linux", "postgresql", "redis-server",
+                  "redis-tools"]
 #: never copied: documentation, translations, the LLVM JIT and its bitcode (jit=off), init-system files
 EXCLUDE = ["/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr/share/lintian/*",
            "/usr/share/bash-completion/*", "/etc/*", "/lib/systemd/*", "/usr/lib/systemd/*",
@@ -83,8 +84,7 @@ def pg_major() -> str:
                        text=True)
     status, _, depends = r.stdout.partition("\t")
     if r.returncode != 0 or not status.endswith(" installed"):
-        raise BuildError("three-tier images: Debian package postgresql is not installed on this host "
-                         "(apt-get install -y postgresql redis-server redis-tools busybox-static umoci skopeo)")
+        raise missing_error(["postgresql"])
     for dep in depends.split(","):
         name = dep.strip().split(" ")[0]
         if name.startswith("postgresql-") and name[len("postgresql-"):].isdigit():
@@ -117,16 +117,13 @@ def package_versions(packages) -> dict[str, str]:
         else:
             versions[p] = version
     if missing:
-        raise BuildError(f"three-tier images: Debian package(s) {', '.join(missing)} not installed on this host "
-                         f"(apt-get install -y {' '.join(missing)})")
+        raise missing_error(missing)
     return versions
 
 
-def check_programs() -> None:
-    missing = sorted({pkg for prog, pkg in PROGRAMS.items() if not shutil.which(prog)})
-    if missing:
-        raise BuildError(f"three-tier images: Debian package(s) {', '.join(missing)} not installed on this host "
-                         f"(apt-get install -y {' '.join(missing)})")
+def missing_error(packages: list[str]) -> BuildError:
+    return BuildError(f"three-tier images: Debian package(s) {', '.join(packages)} not installed on this host "
+                      f"(apt-get install -y {' '.join(packages)})")
 
 
 @functools.lru_cache(maxsize=None)
@@ -459,11 +456,10 @@ def image_configs(pg: str, versions: dict[str, str]) -> dict[str, list[str]]:
 
 def build(cache_dir: str = CACHE_DIR, log=None) -> str:
     """The OCI layout (path) with tags db, cache and web; built unless cached."""
-    check_programs()
+    package_versions(BUILD_PACKAGES)  # all that is missing in one message
     pg = pg_major()
     sel = selections(pg)
-    versions = package_versions(["busybox-static", "postgresql", "redis-server",
-                                 *(p for packages in sel.values() for p in packages)])
+    versions = package_versions([*BUILD_PACKAGES, *(p for packages in sel.values() for p in packages)])
     files = plan(pg)
     key = cache_key(pg, files, versions)
     final = os.path.join(cache_dir, key)
@@ -564,6 +560,7 @@ def main(argv: list[str]) -> int:
             for tier, ref in refs.items():
                 print(f"{tier.upper()}_IMAGE={ref}")
         elif argv[:1] == ["registry"] and len(argv) == 2:
+            package_versions(["docker-registry"])
             os.makedirs(argv[1], exist_ok=True)
             reg = Registry(argv[1])  # left running: the caller stops it by the pid printed
             print(reg.host, reg.proc.pid)
