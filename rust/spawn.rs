@@ -1113,6 +1113,12 @@ unsafe fn child(a: &ChildArgs) -> ! {
         report(a.msg_w, MSG_IDENTITY, stage, e);
         libc::_exit(125);
     }
+    // A change of uid or gid clears the parent-death signal: set it again for
+    // the identity the command runs as. (A parent that died before this still
+    // ends us: the 'G' below never comes.)
+    if a.die_with_parent {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
     libc::umask(a.plan.identity.umask as libc::mode_t);
     report(a.msg_w, MSG_READY, 0, Errno::UnknownErrno);
     if read_byte(a.go_r) != b'G' {
