@@ -5,8 +5,8 @@ the other two at request time.
 
 * ``test_three_tier_on_a_network``: as examples/three-tier/run.sh does it, on
   a user-defined network with a published port and the names ``db`` and
-  ``cache`` resolved by the network. Needs ``pinnace network`` and ``-p``.
-* ``test_three_tier_in_a_network_namespace``: what works today: the three
+  ``cache`` resolved by the network.
+* ``test_three_tier_in_a_network_namespace``: without pinnace networks: the three
   with ``--network host`` inside a network namespace made for the test, the
   web container told to find the others at 127.0.0.1.
 

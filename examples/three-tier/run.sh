@@ -4,8 +4,9 @@
 # published port with what it fetched from the other two by name.
 #
 #   ./run.sh            on a pinnace network, web published on 127.0.0.1:$PORT
-#   ./run.sh --netns    today's way: --network host inside a network namespace
-#                       made for the run, web told to find the others at 127.0.0.1
+#   ./run.sh --netns    without pinnace networks: --network host inside a network
+#                       namespace made for the run, web told to find the others
+#                       at 127.0.0.1
 #
 # Environment: PORT (8080), NET (threetier), REGISTRY (host:port of a registry
 # to push to; default: a throwaway docker-registry on 127.0.0.1), PYTHON
