@@ -27,24 +27,26 @@ sys.path.insert(0, HERE)
 
 from start import WORK, api_median, busybox_rootfs, clean_venv_pinnace, hyperfine  # noqa: E402
 
-PODMAN = "podman run --rm --runtime runc --ulimit nofile=1024:1024 --ulimit nproc=1024:1024"
+PODMAN = "run --rm --runtime runc --ulimit nofile=1024:1024 --ulimit nproc=1024:1024"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--no-podman", action="store_true")
-    ap.add_argument("--in-netns", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--in-netns", metavar="CLI", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if not a.in_netns:
+        # the clean venv needs the package index: made out here
+        cli = clean_venv_pinnace("network")
         os.execvp("unshare", ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
-                              sys.executable, *sys.argv, "--in-netns"])
+                              sys.executable, *sys.argv, "--in-netns", cli])
+    cli = a.in_netns
     os.makedirs(WORK, exist_ok=True)
     rootfs = busybox_rootfs(os.path.join(WORK, "rootfs"))
     store = tempfile.mkdtemp(prefix="store-", dir=WORK)
     os.environ["PINNACE_ROOT"] = os.path.join(store, "root")
     os.environ["PINNACE_RUNROOT"] = os.path.join(store, "run")
-    cli = clean_venv_pinnace("network")
     podman_dir = tempfile.mkdtemp(prefix="pn", dir="/run")
     podman = (f"podman --root {podman_dir}/r --runroot {podman_dir}/rr --tmpdir {podman_dir}/t "
               f"--network-config-dir {podman_dir}/n {PODMAN}")
@@ -56,6 +58,10 @@ def main() -> None:
     if not a.no_podman and shutil.which("podman"):
         cmds["podman run --rm --network none --rootfs DIR true"] = f"{podman} --network none --rootfs {rootfs} /bin/true"
         cmds["podman run --rm --rootfs DIR true (bridge)"] = f"{podman} --rootfs {rootfs} /bin/true"
+    for name, cmd in cmds.items():
+        r = subprocess.run(cmd.split(), capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.exit(f"{name} failed ({r.returncode}): {r.stderr.strip()[-500:]}")
     try:
         results = hyperfine(cmds, a.runs)
         results["pinnace.run('host', network='none') in-process"] = api_median("host", None, a.runs, network="none")
