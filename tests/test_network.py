@@ -324,3 +324,40 @@ def test_stop_and_start_lease_again_and_keep_publishing():
         assert _inspect(cid)["NetworkSettings"]["IPAddress"].startswith("10.87.")
     finally:
         pn("rm", "-f", cid, check=True)
+
+
+PEER_ECHO = ("import socket\n"
+             "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+             "s.bind(('198.51.100.1', 7007)); s.listen()\n"
+             "while True:\n"
+             "    c, peer = s.accept(); c.sendall(peer[0].encode()); c.close()\n")
+
+
+def test_outbound_traffic_is_masqueraded_behind_the_hosts_address():
+    """An 'outside' network namespace stands for the world: the host reaches
+    it through a veth; a container's connection arrives from the host's
+    address there, not from the container's."""
+    outside = subprocess.Popen(["unshare", "--net", "sleep", "120"])
+    server = None
+    try:
+        _until(lambda: os.readlink(f"/proc/{outside.pid}/ns/net") != os.readlink("/proc/self/ns/net"),
+               what="the outside namespace")
+        subprocess.run(["ip", "link", "add", "pn-up", "type", "veth", "peer", "name", "pn-world",
+                        "netns", f"/proc/{outside.pid}/ns/net"], check=True)
+        subprocess.run(["ip", "addr", "add", "198.51.100.2/24", "dev", "pn-up"], check=True)
+        subprocess.run(["ip", "link", "set", "pn-up", "up"], check=True)
+        enter = ["nsenter", f"--net=/proc/{outside.pid}/ns/net"]
+        subprocess.run(enter + ["ip", "addr", "add", "198.51.100.1/24", "dev", "pn-world"], check=True)
+        subprocess.run(enter + ["ip", "link", "set", "pn-world", "up"], check=True)
+        subprocess.run(enter + ["ip", "link", "set", "lo", "up"], check=True)
+        server = subprocess.Popen(enter + ["python3", "-c", PEER_ECHO])
+        r = sh(f"for i in 1 2 3 4 5 6 7 8 9 10; do {FETCH.format(host='198.51.100.1', port=7007)} && break; "
+               "sleep 0.2; done", check=True)
+        assert r.out.strip().splitlines()[-1] == "198.51.100.2"
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+        outside.kill()
+        outside.wait()
+        subprocess.run(["ip", "link", "del", "pn-up"], stderr=subprocess.DEVNULL)

@@ -192,6 +192,29 @@ def test_three_tier_in_a_network_namespace(tiers):
     assert left == [], f"processes still in the namespace after rm -f: {left}"
 
 
+def test_publish_all_publishes_the_images_exposed_ports(tiers):
+    """-P: each port the image exposes (the cache image: 6379/tcp) on a free
+    host port, which answers from the host."""
+    name = f"cache-p-{uuid.uuid4().hex[:6]}"
+    pn("run", "-d", "-P", "--name", name, tiers["cache"], check=True)
+    try:
+        binds = json.loads(pn("inspect", name, check=True).out)[0]["NetworkSettings"]["Ports"]["6379/tcp"]
+        port = int(binds[0]["HostPort"])
+        assert pn("port", name, "6379", check=True).out.strip() == f"0.0.0.0:{port}"
+        deadline = time.monotonic() + READY_WITHIN
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(100).startswith(b"+PONG"):
+                        break
+            except OSError as e:
+                assert time.monotonic() < deadline, f"redis on the -P port {port} never answered: {e}"
+            time.sleep(0.1)
+    finally:
+        pn("rm", "-f", name)
+
+
 def test_the_builder_names_a_missing_host_package():
     with pytest.raises(three_tier.BuildError) as e:
         three_tier.package_versions(["busybox-static", "pinnace-no-such-package"])
