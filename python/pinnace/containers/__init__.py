@@ -234,6 +234,17 @@ class Store:
         fcntl.flock(fd, fcntl.LOCK_EX)
         return fd
 
+    def try_lock(self, p: Paths) -> int:
+        """The container's lock for a stopped container (``start``, ``cp``),
+        or Conflict when another process holds it."""
+        fd = os.open(p.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise Conflict(f"container {p.id[:12]} is being started or stopped by another process") from None
+        return fd
+
     def owner_alive(self, p: Paths) -> bool:
         try:
             fd = os.open(p.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

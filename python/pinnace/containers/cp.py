@@ -110,8 +110,6 @@ def container_root(store, ref: str) -> tuple[int, str]:
 def _stopped_root(store, ref: str) -> tuple[str, int, dict] | None:
     """For a container that is not running: (its id, its held lock, its
     overlay's parts); None when it runs."""
-    import fcntl
-
     cid = store.resolve(ref)
     st = store.state(cid) or {}
     if (st.get("State") or {}).get("Running"):
@@ -120,13 +118,8 @@ def _stopped_root(store, ref: str) -> tuple[str, int, dict] | None:
     data = (st.get("GraphDriver") or {}).get("Data") or {}
     if not data.get("LowerDir"):
         raise Conflict(f"container {ref} has no root filesystem on record to copy from or to")
-    lock = os.open(p.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        # held for the copy: `start` cannot mount the same upper layer meanwhile
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(lock)
-        raise Conflict(f"container {ref} is being started or stopped: try again") from None
+    # held for the copy: `start` cannot mount the same upper layer meanwhile
+    lock = store.try_lock(p)
     return cid, lock, {"lower": data["LowerDir"], "upper": p.upper, "work": p.work, "merged": p.merged}
 
 

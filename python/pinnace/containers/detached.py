@@ -190,14 +190,7 @@ def restart_detached(store: Store, cid: str) -> int:
     except FileNotFoundError:
         raise Conflict(f"container {cid[:12]} was not made to be started again "
                        "(only containers run with -d or created kept can be)") from None
-    lock_fd = os.open(p.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    import fcntl
-
-    try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(lock_fd)
-        raise Conflict(f"container {cid[:12]} is being started or stopped by another process") from None
+    lock_fd = store.try_lock(p)
     try:
         for stale in (p.exit_file,):
             try:
