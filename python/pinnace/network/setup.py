@@ -158,7 +158,11 @@ def _ensure_bridge(nets: Networks, net: dict, force: bool = False) -> None:
         _sysctl("/proc/sys/net/ipv4/ip_forward", "1")
         # published ports answer on 127.0.0.1 too: let 127/8 be routed to the bridge
         _sysctl(f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet", "1")
-        firewall.setup_network(subnet, bridge)
+        if not firewall.setup_network(subnet, bridge):
+            import sys
+
+            sys.stderr.write("WARNING: nftables' nft program not found: containers on bridge networks get no "
+                             "outbound NAT and cannot publish ports (apt-get install nftables)\n")
         with open(marker, "w"):
             pass
 
