@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import socket
 
 from pinnace._files import write_atomic
 from pinnace._jsonenc import dumps, loads
@@ -42,14 +41,15 @@ MODES = ("host", "none")
 # -- IPv4 arithmetic (ipaddress costs the CLI's start-up more than all of this) --
 
 def ip_int(s: str) -> int:
-    try:
-        return int.from_bytes(socket.inet_pton(socket.AF_INET, s), "big")
-    except OSError:
-        raise UsageError(f"invalid IPv4 address {s!r}") from None
+    parts = s.split(".")
+    if len(parts) != 4 or not all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts):
+        raise UsageError(f"invalid IPv4 address {s!r}")
+    a, b, c, d = (int(p) for p in parts)
+    return (a << 24) | (b << 16) | (c << 8) | d
 
 
 def int_ip(n: int) -> str:
-    return socket.inet_ntop(socket.AF_INET, n.to_bytes(4, "big"))
+    return f"{n >> 24 & 255}.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
 
 
 def parse_cidr(s: str) -> tuple[int, int]:

@@ -22,8 +22,6 @@ containers still get their bridge and addresses, but no NAT and no ports.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 
 from pinnace.errors import SetupError
 
@@ -63,6 +61,8 @@ table ip pinnace {
 
 
 def nft_binary() -> str | None:
+    import shutil
+
     return shutil.which("nft") or next((p for p in ("/usr/sbin/nft", "/sbin/nft") if os.access(p, os.X_OK)), None)
 
 
@@ -72,6 +72,8 @@ def run_nft(script: str, check: bool = True) -> bool:
         if check:
             raise SetupError("publishing ports needs nftables' nft program (apt-get install nftables)")
         return False
+    import subprocess
+
     r = subprocess.run([nft, "-f", "-"], input=script.encode(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if r.returncode != 0 and check:
         lines = [l for l in r.stderr.decode(errors="replace").splitlines() if l.strip()]

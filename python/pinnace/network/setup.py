@@ -11,16 +11,20 @@ the kernel removes the veths with the namespace.
 from __future__ import annotations
 
 import os
-import socket
 
 from pinnace import _core
 from pinnace._files import write_atomic
 from pinnace._jsonenc import dumps, loads
 from pinnace.errors import Conflict, SetupError, UsageError
 from pinnace.network import DEFAULT, Locked, Networks, bridge_of, ip_int, parse_cidr, subnet_of
-from pinnace.network import firewall
 
 MTU = 1500
+
+
+def _fw():
+    from pinnace.network import firewall
+
+    return firewall
 DOWN_SCRIPT = "net-down.sh"
 LOCALHOST = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
@@ -85,15 +89,22 @@ def parse_publish(spec: str) -> list[dict]:
     return out
 
 
+def _is_ip(s: str) -> bool:
+    import socket
+
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in s else socket.AF_INET, s)
+        return True
+    except OSError:
+        return False
+
+
 def _parse_add_host(s: str) -> tuple[str, str]:
     name, sep, ip = s.partition(":") if "=" not in s else s.partition("=")
     if not sep or not name or not ip:
         raise UsageError(f"invalid --add-host {s!r}: want NAME:IP")
-    if ip != "host-gateway":
-        try:
-            socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip)
-        except OSError:
-            raise UsageError(f"invalid --add-host {s!r}: {ip!r} is not an IP address") from None
+    if ip != "host-gateway" and not _is_ip(ip):
+        raise UsageError(f"invalid --add-host {s!r}: {ip!r} is not an IP address")
     return name, ip
 
 
@@ -102,10 +113,8 @@ def request(opts, image_config: dict, nets: Networks) -> Request:
     r = Request("bridge" if mode not in ("host", "none") else mode)
     r.extra_hosts = [_parse_add_host(h) for h in opts.add_host]
     for d in opts.dns:
-        try:
-            socket.inet_pton(socket.AF_INET6 if ":" in d else socket.AF_INET, d)
-        except OSError:
-            raise UsageError(f"invalid --dns {d!r}: not an IP address") from None
+        if not _is_ip(d):
+            raise UsageError(f"invalid --dns {d!r}: not an IP address")
     r.dns, r.dns_search, r.dns_options = list(opts.dns), list(opts.dns_search), list(opts.dns_option)
     ports = [p for spec in opts.publish for p in parse_publish(spec)]
     if opts.publish_all:
@@ -158,7 +167,7 @@ def _ensure_bridge(nets: Networks, net: dict, force: bool = False) -> None:
         _sysctl("/proc/sys/net/ipv4/ip_forward", "1")
         # published ports answer on 127.0.0.1 too: let 127/8 be routed to the bridge
         _sysctl(f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet", "1")
-        if not firewall.setup_network(subnet, bridge):
+        if not _fw().setup_network(subnet, bridge):
             import sys
 
             sys.stderr.write("WARNING: nftables' nft program not found: containers on bridge networks get no "
@@ -216,6 +225,8 @@ def _free_host_port(proto: str, host_ip: str, taken: set[int]) -> int:
 
 
 def _bindable(proto: str, host_ip: str, port: int) -> bool:
+    import socket
+
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
     try:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -244,7 +255,7 @@ def _publish(nets: Networks, store, cid: str, addr: str, ports: list[dict]) -> l
     firewall elements; returns the leases."""
     if not ports:
         return []
-    if firewall.nft_binary() is None:
+    if _fw().nft_binary() is None:
         raise SetupError("publishing ports needs nftables' nft program (apt-get install nftables)")
     made: list[dict] = []
     with Locked(os.path.join(nets.ports_dir, ".lock")):
@@ -258,7 +269,7 @@ def _publish(nets: Networks, store, cid: str, addr: str, ports: list[dict]) -> l
             else:
                 # its container ended without giving it back: take its element out
                 if lease is not None:
-                    firewall.remove_ports([lease])
+                    _fw().remove_ports([lease])
                 _unlink(os.path.join(nets.ports_dir, f))
         try:
             for want in ports:
@@ -274,7 +285,7 @@ def _publish(nets: Networks, store, cid: str, addr: str, ports: list[dict]) -> l
                 lease = dict(want, HostPort=port, Id=cid, IP=addr)
                 write_atomic(os.path.join(nets.ports_dir, _port_file(lease)), dumps(lease))
                 made.append(lease)
-            firewall.run_nft(firewall.ports_up(made))
+            _fw().run_nft(_fw().ports_up(made))
         except BaseException:
             for lease in made:
                 _unlink(os.path.join(nets.ports_dir, _port_file(lease)))
@@ -493,10 +504,10 @@ def _write_resolv(p_dir: str, req: Request) -> None:
 def write_down_script(nets: Networks, p_dir: str, cid: str, lease_paths: list[str], ports: list[dict]) -> None:
     """What the shim runs when a detached container ends: its ports' firewall
     elements out, its leases given back."""
-    nft = firewall.nft_binary()
+    nft = _fw().nft_binary()
     lines = ["#!/bin/sh\n"]
     if ports and nft:
-        lines.append(f"{nft} -f - <<'EOF'\n{firewall.ports_down(ports)}EOF\n")
+        lines.append(f"{nft} -f - <<'EOF'\n{_fw().ports_down(ports)}EOF\n")
     files = lease_paths + [os.path.join(nets.ports_dir, _port_file(p)) for p in ports]
     if files:
         lines.append("rm -f " + " ".join(f"'{f}'" for f in files) + "\n")
@@ -528,7 +539,7 @@ def release(nets: Networks, store, cid: str, settings: dict | None = None) -> No
             mine.append((f, lease))
     if mine:
         with Locked(os.path.join(nets.ports_dir, ".lock")):
-            firewall.remove_ports([l for _, l in mine])
+            _fw().remove_ports([l for _, l in mine])
             for f, _ in mine:
                 _unlink(os.path.join(nets.ports_dir, f))
 
@@ -561,7 +572,7 @@ def sweep(nets: Networks, store) -> None:
             if lease is not None and store.owner_alive(store.paths(lease["Id"])):
                 continue
             if lease is not None:
-                firewall.remove_ports([lease])
+                _fw().remove_ports([lease])
             _unlink(os.path.join(nets.ports_dir, f))
 
 
