@@ -25,7 +25,7 @@ import time
 from pinnace._files import write_atomic
 
 from pinnace._jsonenc import dumps
-from pinnace.errors import Conflict, ContainerNotFound, UsageError
+from pinnace.errors import Conflict, ContainerNotFound, PinnaceError, UsageError
 
 DEFAULT_ROOT = "/var/lib/pinnace"
 DEFAULT_RUNROOT = "/run/pinnace"
@@ -366,7 +366,11 @@ class Store:
             if not force:
                 raise Conflict(f"cannot remove container {cid[:12]}: container is running: stop it first or use -f")
             # everything in its cgroup, so a double-forked daemon dies too
-            _core.cgroup_kill(cgroup)
+            # (its main process below: all there is when it got no cgroup)
+            try:
+                _core.cgroup_kill(cgroup)
+            except PinnaceError:
+                pass
             pid = st["State"].get("Pid") or 0
             if pid > 0:
                 try:
