@@ -215,6 +215,22 @@ def test_publish_all_publishes_the_images_exposed_ports(tiers):
         pn("rm", "-f", name)
 
 
+def test_the_record_keeps_the_images_cmd_and_stop_signal(tiers):
+    """inspect shows the Cmd the image gave and the StopSignal stop uses (the
+    database image's: SIGINT, PostgreSQL's fast shutdown)."""
+    image = json.loads(pn("image", "inspect", tiers["db"], check=True).out)[0]["Config"]
+    name = f"db-rec-{uuid.uuid4().hex[:6]}"
+    pn("run", "-d", "--network", "none", "--name", name, tiers["db"], check=True)
+    try:
+        cfg = json.loads(pn("inspect", name, check=True).out)[0]["Config"]
+        assert cfg["StopSignal"] == image["StopSignal"] == "SIGINT"
+        assert cfg["Cmd"] == image.get("Cmd")
+        pn("stop", name, check=True)
+        assert pn("inspect", "-f", "{{.State.ExitCode}}", name, check=True).out.strip() == "0"
+    finally:
+        pn("rm", "-f", name)
+
+
 def test_the_builder_names_a_missing_host_package():
     with pytest.raises(three_tier.BuildError) as e:
         three_tier.package_versions(["busybox-static", "pinnace-no-such-package"])
