@@ -334,8 +334,10 @@ def up(req: Request, nets: Networks, store, cid: str, name: str, hostname: str, 
     hosts_path = os.path.join(p_dir, "hosts")
     if req.mode != "bridge":
         if req.mode == "none":
-            _write_hosts_base(p_dir, hostname, name, [], req)
-            _write_hosts(nets, store, cid, p_dir)
+            # no peers and no connect later: the file alone
+            extra = "".join(f"{ip}\t{n}\n" for n, ip in req.extra_hosts if ip != "host-gateway")
+            with open(hosts_path, "w") as f:
+                f.write(f"{LOCALHOST}127.0.1.1\t{hostname}\n{extra}")
         return Attached(-1, settings_for(req, {}, [], exposed or {}), [])
     fd = _core.net_namespace()
     endpoints: dict = {}
