@@ -53,17 +53,23 @@ def _spawn(shim: str, config_path: str) -> int:
     raise AssertionError("unreachable")
 
 
-def _hand_over(shim: str, config_path: str, config: dict, lock_fd: int) -> dict | None:
+def _hand_over(shim: str, config_path: str, config: dict, lock_fd: int, owner_pidfd: int = -1) -> dict | None:
     """Write the shim's configuration, start it with the container's locked
-    directory and a ready pipe, and return its one ready line (None if it
-    died without one)."""
+    directory and a ready pipe (and ``owner_pidfd``, when given), and return
+    its one ready line (None if it died without one)."""
     r, w = os.pipe()
     try:
-        config.update(lock_fd=lock_fd, ready_fd=w)
+        config.update(lock_fd=lock_fd, ready_fd=w, owner_pidfd=owner_pidfd if owner_pidfd >= 0 else None)
         write_atomic(config_path, dumps(config))
         os.set_inheritable(w, True)
         os.set_inheritable(lock_fd, True)
-        pid = _spawn(shim, config_path)
+        if owner_pidfd >= 0:
+            os.set_inheritable(owner_pidfd, True)
+        try:
+            pid = _spawn(shim, config_path)
+        finally:
+            if owner_pidfd >= 0:
+                os.set_inheritable(owner_pidfd, False)
         os.close(w)
         w = -1
         # the shim forks at once: its first process ends, the shim is adopted
@@ -87,8 +93,11 @@ def _started(msg: dict | None, cid: str) -> int:
 
 
 def start_detached(store: Store, image: Image, opts: RunOptions, *, tty: bool = False,
-                   console_size: tuple[int, int] | None = None) -> tuple[str, int]:
+                   console_size: tuple[int, int] | None = None, owner_pidfd: int = -1) -> tuple[str, int]:
     """Start a container that outlives the caller; returns (id, pid).
+
+    With ``owner_pidfd`` (a pidfd of some process, e.g. ``os.pidfd_open(os.getpid())``)
+    it does not outlive that process: its shim kills it when the process exits.
 
     The container is running (its command exec'd) when this returns; its
     output goes to ``Paths.log_file``, its end to ``Paths.exit_file``. Errors
@@ -129,7 +138,7 @@ def start_detached(store: Store, image: Image, opts: RunOptions, *, tty: bool = 
                        "name_link": os.path.join(store.names, name), "name_target": cid,
                        "files": [p.runtime_file]} if opts.remove else None,
         }
-        msg = _hand_over(shim, os.path.join(p.dir, SHIM_CONFIG), config, lock_fd)
+        msg = _hand_over(shim, os.path.join(p.dir, SHIM_CONFIG), config, lock_fd, owner_pidfd)
         handed_over = msg is not None
         return cid, _started(msg, cid)
     finally:
