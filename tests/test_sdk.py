@@ -264,3 +264,12 @@ def test_module_exports_are_lazy():
                           "if m in sys.modules))"], capture_output=True, text=True, check=True,
                          env=dict(os.environ))
     assert out.stdout.strip() == "[]"
+
+
+def test_remove_right_after_kill_races_the_supervisor_cleanly(client):
+    # the supervisor may be taking the cgroup away while remove kills what is in it
+    for _ in range(20):
+        c = client.containers.run("host", IDLE, detach=True)
+        c.kill()
+        c.remove(force=True)
+    assert not container_dirs({"root": client.root})

@@ -25,7 +25,7 @@ import time
 from pinnace._files import write_atomic
 
 from pinnace._jsonenc import dumps
-from pinnace.errors import Conflict, ContainerNotFound, UsageError
+from pinnace.errors import Conflict, ContainerNotFound, SetupError, UsageError
 
 DEFAULT_ROOT = "/var/lib/pinnace"
 DEFAULT_RUNROOT = "/run/pinnace"
@@ -350,7 +350,12 @@ class Store:
             if not force:
                 raise Conflict(f"cannot remove container {cid[:12]}: container is running: stop it first or use -f")
             # everything in its cgroup, so a double-forked daemon dies too
-            _core.cgroup_kill(cgroup)
+            try:
+                _core.cgroup_kill(cgroup)
+            except SetupError:
+                # its owner saw it end (killed just before?) and took the cgroup away meanwhile
+                if _core.cgroup_stats(cgroup) is not None:
+                    raise
             pid = st["State"].get("Pid") or 0
             if pid > 0:
                 try:
@@ -358,8 +363,12 @@ class Store:
                 except ProcessLookupError:
                     pass
             deadline = time.monotonic() + 10
+            # its owner needs a few ms to see the end and record it: look
+            # often at first rather than oversleep every removal by 10 ms
+            delay = 0.0005
             while self.owner_alive(p) and time.monotonic() < deadline:
-                time.sleep(0.01)
+                time.sleep(delay)
+                delay = min(delay * 2, 0.01)
         # the owner removes it; an owner that died could not
         _core.cgroup_destroy(cgroup)
         self.release_name(st.get("Name", "").lstrip("/"), cid)
