@@ -168,6 +168,11 @@ def pinnace_client(request):
     sweep(client)
     with client:
         yield client
+    from pinnace.containers import drain_background_removals
+
+    # sandboxes are removed on the cleanup worker; an xdist worker ends
+    # without running atexit handlers, so wait for them here
+    drain_background_removals()
 
 
 @pytest.fixture(scope="session")
@@ -200,13 +205,31 @@ def sandbox_factory(_pinnace_session, pinnace_image):
 
 
 def _remove_all(containers) -> None:
-    from pinnace.errors import ContainerNotFound
+    """Kill each at once (its pid namespace dies with its first process);
+    the removal proper (waiting for its supervisor, the directories, the
+    cgroup) runs on the cleanup worker, which the interpreter drains at exit,
+    so the next test need not wait for the disk."""
+    from pinnace.containers import in_background
+    from pinnace.errors import PinnaceError
 
     for c in containers:
         try:
-            c.remove(force=True)
-        except ContainerNotFound:
-            pass
+            c.kill()
+        except PinnaceError:
+            pass  # already stopped, or removed by the test itself
+        in_background(_remove_quietly, c)
+
+
+def _remove_quietly(c) -> None:
+    from pinnace.containers.control import wait_owner
+    from pinnace.errors import ContainerNotFound
+
+    # once its supervisor has recorded the end, removing it is only files
+    wait_owner(c._store, c.id, timeout=10)
+    try:
+        c.remove(force=True)
+    except ContainerNotFound:
+        pass
 
 
 @pytest.fixture
