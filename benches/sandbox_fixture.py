@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What the pytest plugin's ``sandbox`` fixture costs a test.
 
-    python3 benches/sandbox_fixture.py [--tests N] [--exec]
+    python3 benches/sandbox_fixture.py [--tests N] [--exec] [--sync-teardown]
 
 Generates N tests that each take a fresh ``sandbox`` (with ``--exec``: and
 run ``true`` in it), and the same N tests without the fixture, runs both
@@ -9,6 +9,8 @@ suites with this interpreter's pytest against a temporary store, and prints
 per test: the median setup and teardown of the fixture (timed by a
 conftest hook around pytest's setup and teardown phases) and the wall time
 per test of each suite, whose difference is the overhead a test pays.
+``--sync-teardown`` removes each sandbox in the teardown itself instead of
+on the plugin's cleanup worker, for comparison.
 Needs root; nothing is asserted.
 """
 
@@ -50,10 +52,23 @@ def pytest_sessionfinish(session):
 '''
 
 
-def suite(d: str, n: int, fixture: bool, run: bool) -> None:
+SYNC_TEARDOWN = '''
+import pinnace.pytest_plugin as plugin
+
+
+def _remove_now(containers):
+    for c in containers:
+        c.remove(force=True)
+
+
+plugin._remove_all = _remove_now
+'''
+
+
+def suite(d: str, n: int, fixture: bool, run: bool, sync_teardown: bool = False) -> None:
     os.makedirs(d)
     with open(os.path.join(d, "conftest.py"), "w") as f:
-        f.write(CONFTEST)
+        f.write(CONFTEST + (SYNC_TEARDOWN if sync_teardown else ""))
     body = "    sandbox.exec_run(['true'])\n" if run and fixture else "    pass\n"
     with open(os.path.join(d, "test_many.py"), "w") as f:
         for i in range(n):
@@ -76,18 +91,19 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tests", type=int, default=100)
     ap.add_argument("--exec", action="store_true", help="each test runs `true` in its sandbox")
+    ap.add_argument("--sync-teardown", action="store_true", help="remove each sandbox in its teardown")
     args = ap.parse_args()
     base = tempfile.mkdtemp(prefix="pinnace-bench-fixture-", dir="/var/tmp")
     os.chmod(base, 0o711)
     env = dict(os.environ, PINNACE_ROOT=os.path.join(base, "root"), PINNACE_RUNROOT=os.path.join(base, "run"))
-    suite(os.path.join(base, "with"), args.tests, True, args.exec)
+    suite(os.path.join(base, "with"), args.tests, True, args.exec, args.sync_teardown)
     suite(os.path.join(base, "without"), args.tests, False, args.exec)
     run_suite(os.path.join(base, "with"), env)  # warm: the host image, the shim binary, the page cache
     wall_with, times = run_suite(os.path.join(base, "with"), env)
     wall_without, base_times = run_suite(os.path.join(base, "without"), env)
     ms = lambda v: f"{v * 1e3:7.2f} ms"  # noqa: E731
     n = args.tests
-    print(f"{n} tests{' (each: exec true)' if args.exec else ''}")
+    print(f"{n} tests{' (each: exec true)' if args.exec else ''}{' (sync teardown)' if args.sync_teardown else ''}")
     print(f"  sandbox setup     median {ms(statistics.median(times['setup']))}   "
           f"(no fixture: {ms(statistics.median(base_times['setup']))})")
     print(f"  sandbox teardown  median {ms(statistics.median(times['teardown']))}   "

@@ -273,3 +273,20 @@ def test_remove_right_after_kill_races_the_supervisor_cleanly(client):
         c.kill()
         c.remove(force=True)
     assert not container_dirs({"root": client.root})
+
+
+def test_docstring_examples_run(client):
+    import doctest
+
+    import pinnace.api
+    import pinnace.client
+    import pinnace.wait
+
+    with client.containers.run("host", IDLE, detach=True) as c:
+        runner = doctest.DocTestRunner()
+        tried = 0
+        for mod in (pinnace, pinnace.api, pinnace.client, pinnace.wait):
+            for test in doctest.DocTestFinder().find(mod, extraglobs={"client": client, "c": c}):
+                tried += runner.run(test).attempted
+        assert runner.failures == 0 and tried >= 15
+    assert not container_dirs({"root": client.root})

@@ -115,13 +115,16 @@ class ContainerCollection:
 
         >>> client.containers.run("host", "echo out; echo err >&2", remove=True, stderr=True)
         b'out\\nerr\\n'
-        >>> c = client.containers.run("host", "sleep infinity", detach=True)
+        >>> with client.containers.run("host", "sleep infinity", detach=True, mem_limit="64m") as c:
+        ...     c.status
+        'running'
         """
         from pinnace import _core
         from pinnace.api import Container, _prepare
         from pinnace.errors import ContainerError
 
         options = _run_options(kwargs, volumes, ports)
+        remove = bool(options.pop("remove", False)) or remove  # docker-py's auto_remove
         env = options.pop("env", None)
         name = getattr(image, "id", None) or image
         tty = bool(options.get("tty"))

@@ -12,8 +12,8 @@ with ``--network none``, a bridge, or the host's network, and need no
 published port.
 
 >>> import pinnace
->>> c = pinnace.from_env().containers.run("host", "sleep 0.2; echo ready; sleep infinity", detach=True)
->>> pinnace.wait.wait_for_log(c, "ready", timeout=5)
+>>> with pinnace.from_env().containers.run("host", "sleep 0.2; echo ready; sleep infinity", detach=True) as c:
+...     pinnace.wait.wait_for_log(c, "ready", timeout=5)
 'ready'
 """
 
