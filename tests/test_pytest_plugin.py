@@ -181,3 +181,16 @@ def test_an_image_is_pulled_once_however_many_workers_ask(tmp_path, store):
     assert [p.wait(timeout=30) for p in procs] == [0, 0, 0]
     assert (tmp_path / "log").read_text() == "pull\n"
     assert ensure_image(None, "host") == "host"  # built in: nothing to pull
+
+
+def test_command_line_options_pick_image_and_store(tmp_path):
+    d, out = _suite(tmp_path, '''
+        def test_uses_the_image(sandbox):
+            pass
+        ''')
+    root, runroot = tmp_path / "root", tmp_path / "run"
+    r = _pytest(d, "--pinnace-image", "127.0.0.1:1/nosuch:1", "--pinnace-root", str(root),
+                "--pinnace-runroot", str(runroot))
+    # the image asked for is pulled (here: from a registry that is not there), under the store given
+    assert "1 error" in r.stdout and "cannot reach registry 127.0.0.1:1" in r.stdout, r.stdout + r.stderr
+    assert (runroot / "pytest").is_dir() and not (root / "containers").exists()
