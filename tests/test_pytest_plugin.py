@@ -89,10 +89,11 @@ def _gone(cid: str) -> bool:
     return False
 
 
-@pytest.mark.parametrize("workers", [None, "2"])
-def test_fixtures_marker_and_cleanup(tmp_path, store, workers):
+@pytest.mark.parametrize("workers, pool", [(None, None), ("2", None), (None, "2"), ("2", "1")])
+def test_fixtures_marker_and_cleanup(tmp_path, store, workers, pool):
     d, out = _suite(tmp_path)
-    r = _pytest(d, *(["-n", workers] if workers else []), env={"SANDBOX_OUT": str(out)})
+    args = (["-n", workers] if workers else []) + (["--pinnace-pool", pool] if pool else [])
+    r = _pytest(d, *args, env={"SANDBOX_OUT": str(out)})
     assert "1 failed, 4 passed" in r.stdout, r.stdout + r.stderr
     assert "fails on purpose" in r.stdout
     recs = _records(out)

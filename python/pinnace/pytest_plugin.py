@@ -16,7 +16,9 @@ Fixtures:
 - ``pinnace_image`` (session): the default image, pulled once per run.
 
 Options: ``--pinnace-image`` (ini ``pinnace_image``), ``--pinnace-root``,
-``--pinnace-runroot``.
+``--pinnace-runroot``, ``--pinnace-pool N`` (ini ``pinnace_pool``): keep N
+default sandboxes started ahead on a thread, so that ``sandbox`` without a
+marker takes one at once.
 
 A sandbox is killed by its supervisor when the pytest process that made it
 exits, however it exits (the supervisor holds a pidfd of that process).
@@ -56,7 +58,10 @@ def pytest_addoption(parser) -> None:
                     help="pinnace's persistent state (default: $PINNACE_ROOT, else /var/lib/pinnace)")
     group.addoption("--pinnace-runroot", default=None,
                     help="pinnace's runtime state (default: $PINNACE_RUNROOT, else /run/pinnace)")
+    group.addoption("--pinnace-pool", type=int, default=None,
+                    help="keep N default sandboxes started ahead (default: ini pinnace_pool, else 0: none)")
     parser.addini("pinnace_image", "image of the sandbox fixture", default=DEFAULT_IMAGE)
+    parser.addini("pinnace_pool", "default sandboxes to keep started ahead", default="0")
 
 
 def pytest_configure(config) -> None:
@@ -140,6 +145,11 @@ class _Session:
         self.prefix = f"pytest-{self.worker}-{os.getpid()}-"
         self.count = 0
         self.images: set[str] = set()
+        # one start at a time: the pool's thread and the tests' share the
+        # counter, and a start hands descriptors to its supervisor
+        import threading
+
+        self.lock = threading.Lock()
 
     def image(self, name: str) -> str:
         if name not in self.images:
@@ -148,13 +158,63 @@ class _Session:
         return name
 
     def start(self, image: str, command, options: dict):
-        self.count += 1
         labels = dict(self.labels)
         labels.update(options.pop("labels", None) or {})
-        return self.client.containers.run(
-            self.image(image), IDLE_COMMAND if command is None else command, detach=True,
-            name=options.pop("name", None) or f"{self.prefix}{self.count}", labels=labels,
-            die_with_parent=options.pop("die_with_parent", True), **options)
+        with self.lock:
+            self.count += 1
+            return self.client.containers.run(
+                self.image(image), IDLE_COMMAND if command is None else command, detach=True,
+                name=options.pop("name", None) or f"{self.prefix}{self.count}", labels=labels,
+                die_with_parent=options.pop("die_with_parent", True), **options)
+
+
+class _Pool:
+    """Default sandboxes (the session's image, idle, no options) started
+    ahead on a thread and kept at ``size``, so that a test takes one at
+    once. Not a pool of parked, resettable containers yet: each is used
+    once and removed like any other."""
+
+    def __init__(self, session: _Session, image: str, size: int):
+        import collections
+        import threading
+
+        self.session, self.image, self.size = session, image, size
+        self.ready: collections.deque = collections.deque()
+        self.cond = threading.Condition()
+        self.closed = False
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._fill, name="pinnace-pool", daemon=True)
+        self.thread.start()
+
+    def _fill(self) -> None:
+        while True:
+            with self.cond:
+                while not self.closed and len(self.ready) >= self.size:
+                    self.cond.wait()
+                if self.closed:
+                    return
+            try:
+                c = self.session.start(self.image, None, {})
+            except BaseException as e:  # noqa: BLE001 - tests then start their own, and see the error
+                self.error = e
+                return
+            with self.cond:
+                self.ready.append(c)
+
+    def take(self):
+        """A ready sandbox, or None (the pool is empty or broken: start one)."""
+        with self.cond:
+            c = self.ready.popleft() if self.ready else None
+            self.cond.notify_all()
+        return c
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+        self.thread.join()
+        _remove_all(self.ready)
+        self.ready.clear()
 
 
 @pytest.fixture(scope="session")
@@ -187,21 +247,46 @@ def pinnace_image(request, _pinnace_session) -> str:
     return _pinnace_session.image(name)
 
 
+@pytest.fixture(scope="session")
+def _pinnace_pool(request, _pinnace_session, pinnace_image):
+    size = request.config.getoption("--pinnace-pool")
+    if size is None:
+        size = int(request.config.getini("pinnace_pool") or 0)
+    if size <= 0:
+        yield None
+        return
+    pool = _Pool(_pinnace_session, pinnace_image, size)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+class _Factory:
+    """``make(image=None, command=None, **options) -> Container``; what it
+    made (or was handed) is removed at the test's end."""
+
+    def __init__(self, session: _Session, image: str):
+        self.session, self.image = session, image
+        self.made: list = []
+
+    def __call__(self, image: str | None = None, command=None, **options):
+        return self.adopt(self.session.start(image or self.image, command, options))
+
+    def adopt(self, c):
+        self.made.append(c)
+        return c
+
+
 @pytest.fixture
 def sandbox_factory(_pinnace_session, pinnace_image):
     """``make(image=None, command=None, **options) -> Container``: sandboxes
     for this test, each force-removed at its end."""
-    made = []
-
-    def make(image: str | None = None, command=None, **options):
-        c = _pinnace_session.start(image or pinnace_image, command, options)
-        made.append(c)
-        return c
-
+    factory = _Factory(_pinnace_session, pinnace_image)
     try:
-        yield make
+        yield factory
     finally:
-        _remove_all(made)
+        _remove_all(factory.made)
 
 
 def _remove_all(containers) -> None:
@@ -233,10 +318,14 @@ def _remove_quietly(c) -> None:
 
 
 @pytest.fixture
-def sandbox(request, sandbox_factory):
+def sandbox(request, sandbox_factory, _pinnace_pool):
     """A fresh running container for this test; see ``@pytest.mark.sandbox``."""
     marker = request.node.get_closest_marker("sandbox")
     options = dict(marker.kwargs) if marker else {}
     if marker and marker.args:
         options.setdefault("image", marker.args[0])
+    if not options and _pinnace_pool is not None:
+        c = _pinnace_pool.take()
+        if c is not None:
+            return sandbox_factory.adopt(c)
     return sandbox_factory(**options)
