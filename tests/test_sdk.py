@@ -290,3 +290,21 @@ def test_docstring_examples_run(client):
                 tried += runner.run(test).attempted
         assert runner.failures == 0 and tried >= 15
     assert not container_dirs({"root": client.root})
+
+
+def test_threads_start_detached_containers_at_once(tmp_path):
+    # a fresh store: the threads also race to write the supervisor's binary
+    import concurrent.futures
+
+    client = pinnace.Client(root=str(tmp_path / "root"), runroot=str(tmp_path / "run"))
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        boxes = list(pool.map(lambda _: client.containers.run("host", IDLE, detach=True), range(8)))
+    try:
+        for c in boxes:
+            c.kill()
+            # no other container's supervisor inherited its lock: it is seen stopped at once
+            assert c.wait(timeout=5)["StatusCode"] == 137
+    finally:
+        for c in boxes:
+            c.remove(force=True)
+    assert not container_dirs({"root": client.root})

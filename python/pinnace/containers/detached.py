@@ -10,6 +10,7 @@ starts the shim and waits for its one ready line.
 
 from __future__ import annotations
 
+import _thread
 import errno
 import os
 import time
@@ -24,6 +25,7 @@ from pinnace.errors import ExecError, SetupError
 from pinnace.images import Image
 
 SHIM_CONFIG = "shim.json"
+_SPAWN_LOCK = _thread.allocate_lock()
 
 
 def _read_line(fd: int) -> bytes:
@@ -61,15 +63,18 @@ def _hand_over(shim: str, config_path: str, config: dict, lock_fd: int, owner_pi
     try:
         config.update(lock_fd=lock_fd, ready_fd=w, owner_pidfd=owner_pidfd if owner_pidfd >= 0 else None)
         write_atomic(config_path, dumps(config))
-        os.set_inheritable(w, True)
-        os.set_inheritable(lock_fd, True)
-        if owner_pidfd >= 0:
-            os.set_inheritable(owner_pidfd, True)
-        try:
-            pid = _spawn(shim, config_path)
-        finally:
-            if owner_pidfd >= 0:
-                os.set_inheritable(owner_pidfd, False)
+        passed = [fd for fd in (w, lock_fd, owner_pidfd) if fd >= 0]
+        # inheritable only while this spawn runs: a shim started by another
+        # thread meanwhile must not get them (another container's lock would
+        # then look held for as long as that shim lives)
+        with _SPAWN_LOCK:
+            for fd in passed:
+                os.set_inheritable(fd, True)
+            try:
+                pid = _spawn(shim, config_path)
+            finally:
+                for fd in passed:
+                    os.set_inheritable(fd, False)
         os.close(w)
         w = -1
         # the shim forks at once: its first process ends, the shim is adopted
