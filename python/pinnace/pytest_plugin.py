@@ -136,20 +136,19 @@ def ensure_image(client, image: str) -> str:
 
 
 class _Session:
-    """What a session's sandboxes share: labels, the name prefix, a counter."""
+    """What a session's sandboxes share: labels, the name prefix, a counter.
+    Starts may run on the pool's thread and the tests' at once."""
 
     def __init__(self, config, client):
         self.client = client
         self.worker = worker_id(config)
         self.labels = {OWNER_LABEL: owner_token(), WORKER_LABEL: self.worker}
         self.prefix = f"pytest-{self.worker}-{os.getpid()}-"
-        self.count = 0
         self.images: set[str] = set()
-        # one start at a time: the pool's thread and the tests' share the
-        # counter, and a start hands descriptors to its supervisor
-        import threading
+        import itertools
 
-        self.lock = threading.Lock()
+        # shared by the pool's thread and the tests' (next() is atomic under the GIL)
+        self.numbers = itertools.count(1)
 
     def image(self, name: str) -> str:
         if name not in self.images:
@@ -160,12 +159,10 @@ class _Session:
     def start(self, image: str, command, options: dict):
         labels = dict(self.labels)
         labels.update(options.pop("labels", None) or {})
-        with self.lock:
-            self.count += 1
-            return self.client.containers.run(
-                self.image(image), IDLE_COMMAND if command is None else command, detach=True,
-                name=options.pop("name", None) or f"{self.prefix}{self.count}", labels=labels,
-                die_with_parent=options.pop("die_with_parent", True), **options)
+        return self.client.containers.run(
+            self.image(image), IDLE_COMMAND if command is None else command, detach=True,
+            name=options.pop("name", None) or f"{self.prefix}{next(self.numbers)}", labels=labels,
+            die_with_parent=options.pop("die_with_parent", True), **options)
 
 
 class _Pool:
