@@ -199,11 +199,18 @@ class _Pool:
                 self.ready.append(c)
 
     def take(self):
-        """A ready sandbox, or None (the pool is empty or broken: start one)."""
+        """A ready sandbox, or None (the pool is empty or broken: start one).
+        The thread starts the next one at ``refill`` (the test's teardown)
+        unless this emptied the pool: not while the test is being set up."""
         with self.cond:
             c = self.ready.popleft() if self.ready else None
-            self.cond.notify_all()
+            if not self.ready:
+                self.cond.notify_all()
         return c
+
+    def refill(self) -> None:
+        with self.cond:
+            self.cond.notify_all()
 
     def close(self) -> None:
         with self.cond:
@@ -321,8 +328,7 @@ def sandbox(request, sandbox_factory, _pinnace_pool):
     options = dict(marker.kwargs) if marker else {}
     if marker and marker.args:
         options.setdefault("image", marker.args[0])
-    if not options and _pinnace_pool is not None:
-        c = _pinnace_pool.take()
-        if c is not None:
-            return sandbox_factory.adopt(c)
-    return sandbox_factory(**options)
+    c = _pinnace_pool.take() if not options and _pinnace_pool is not None else None
+    yield sandbox_factory.adopt(c) if c is not None else sandbox_factory(**options)
+    if _pinnace_pool is not None:
+        _pinnace_pool.refill()
