@@ -105,8 +105,13 @@ def test_exec_run_demux_stdout_stderr_and_input(box):
     assert (code, out) == (0, b"piped")
     assert box.exec_run("id -u", user="nobody").output.strip() != b"0"
     assert box.exec_run("pwd", workdir="/etc").output == b"/etc\n"
+    code, out = box.exec_run("test -t 0 && test -t 1 && echo on a tty; exit 5", tty=True)
+    assert (code, out) == (5, b"on a tty\r\n")
+    with pytest.raises(ExecTimeout) as e:
+        box.exec_run("echo x; exec sleep 30", tty=True, timeout=0.3)
+    assert e.value.output == b"x\r\n"
     with pytest.raises(UsageError):
-        box.exec_run("true", tty=True)
+        box.exec_run("true", tty=True, stream=True)
 
 
 def test_exec_run_stream_yields_chunks_as_they_come(box):

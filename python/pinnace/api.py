@@ -273,21 +273,25 @@ class Container:
         string ``cmd`` runs under ``/bin/sh -c``. ``input`` (bytes) is fed to
         its stdin. ``timeout`` (seconds) kills it and raises
         :class:`pinnace.errors.ExecTimeout`, which carries the output so far.
+        ``tty`` runs it on a terminal (one output stream, CR LF line ends).
 
         >>> c.exec_run(["sh", "-c", "echo out; echo err >&2"], demux=True)
         ExecResult(exit_code=0, output=(b'out\\n', b'err\\n'))
         """
         from pinnace import _core
         from pinnace.containers.exec import exec_in
-        from pinnace.errors import ExecTimeout, UsageError
+        from pinnace.errors import UsageError
 
-        if tty or socket:
-            raise UsageError("exec_run with tty or socket is not supported yet: use `pinnace exec -it`")
+        if socket or (tty and (stream or detach)):
+            raise UsageError("exec_run with socket, or tty with stream or detach, is not supported yet: "
+                             "use `pinnace exec -it`")
         if isinstance(cmd, str):
             cmd = ["/bin/sh", "-c", cmd]
         cmd = list(cmd)
         kw = dict(env=env_list(environment if environment is not None else env), workdir=workdir,
                   user=user or None, privileged=privileged)
+        if tty:
+            return self._exec_tty(cmd, kw, timeout)
         if stream and not detach:
             return ExecResult(None, self._exec_stream(cmd, kw, stdout, stderr, demux, timeout))
         out_fd = _core.DEVNULL if detach or not stdout else _core.PIPE
@@ -298,8 +302,49 @@ class Container:
             return ExecResult(None, None, r.pid)
         out = (r.stdout, r.stderr) if demux else (r.stdout or b"") + (r.stderr or b"")
         if r.timed_out:
-            raise ExecTimeout(f"exec {cmd!r} in container {self.id[:12]} still running after {timeout} s: killed",
-                              out)
+            raise self._exec_timeout(cmd, timeout, out)
+        return ExecResult(r.exit_code, out, r.pid)
+
+    def _exec_timeout(self, cmd: list[str], timeout: float | None, output) -> Exception:
+        from pinnace.errors import ExecTimeout
+
+        return ExecTimeout(f"exec {cmd!r} in container {self.id[:12]} still running after {timeout} s: killed",
+                           output)
+
+    def _exec_tty(self, cmd: list[str], kw: dict, timeout: float | None) -> "ExecResult":
+        """``cmd`` on a new terminal (its output as a terminal writes it, CR LF
+        line ends and all, as docker's)."""
+        import os
+        import threading
+
+        from pinnace.containers.exec import exec_in
+
+        master, slave = os.openpty()
+        chunks: list[bytes] = []
+
+        def pump() -> None:
+            while True:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: every process holding the terminal has closed it
+                    return
+                if not data:
+                    return
+                chunks.append(data)
+
+        reader = threading.Thread(target=pump, name="pinnace-exec-tty", daemon=True)
+        reader.start()
+        try:
+            r = exec_in(self._store, self.id, cmd, stdin=slave, stdout=slave, stderr=slave, tty=True,
+                        timeout=timeout, **kw)
+        finally:
+            os.close(slave)
+            # a process it left behind may hold the terminal: do not wait on it for long
+            reader.join(timeout=1)
+            os.close(master)
+        out = b"".join(chunks)
+        if r.timed_out:
+            raise self._exec_timeout(cmd, timeout, out)
         return ExecResult(r.exit_code, out, r.pid)
 
     def _exec_stream(self, cmd: list[str], kw: dict, stdout: bool, stderr: bool, demux: bool,
