@@ -22,11 +22,11 @@ def median_ms(runs: int, **opts) -> float:
     import pinnace
 
     for _ in range(10):
-        pinnace.run("host", ["true"], **opts)
+        pinnace.run("host", ["true"], network="none", **opts)
     times = []
     for _ in range(runs):
         t = time.perf_counter()
-        r = pinnace.run("host", ["true"], **opts)
+        r = pinnace.run("host", ["true"], network="none", **opts)
         times.append((time.perf_counter() - t) * 1000)
         assert r.exit_code == 0
     return statistics.median(times)

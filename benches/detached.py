@@ -81,7 +81,7 @@ def api_worker(root: str, runroot: str) -> None:
             break
         t = time.perf_counter()
         try:
-            cid, pid = start_detached(store, img, RunOptions(command=list(SLEEP), remove=True))
+            cid, pid = start_detached(store, img, RunOptions(command=list(SLEEP), remove=True, network="none"))
         except Exception as e:  # reported, the run goes on
             print(json.dumps({"error": f"{type(e).__name__}: {e}"}), flush=True)
             continue
@@ -367,7 +367,7 @@ def main() -> None:
     shim_dir = os.path.join(root, "bin")
     fs = {"root": fs_of(tmp), "run": fs_of(runtmp)}
 
-    cli = PinnaceCli(pinnace_base + ["run", "-d", "--rm", "host"] + SLEEP, tmp)
+    cli = PinnaceCli(pinnace_base + ["run", "-d", "--rm", "--network", "none", "host"] + SLEEP, tmp)
     tools: list[Tool] = [cli]
     api = None
     podman = None

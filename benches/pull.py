@@ -400,10 +400,10 @@ def disk_pinnace(tool: Pinnace, n: int) -> dict:
         res["layer_dirs"] = layer_dirs(layers)
         image = tool.ref
         for i in range(n):
-            r = subprocess.run(tool.base(d) + ["run", "--name", f"bench{i}", image, "true"],
+            r = subprocess.run(tool.base(d) + ["run", "--name", f"bench{i}", "--network", "none", image, "true"],
                                capture_output=True, text=True)
             if r.returncode != 0:
-                tool.error(tool.base(d) + ["run", "--name", f"bench{i}", image, "true"],
+                tool.error(tool.base(d) + ["run", "--name", f"bench{i}", "--network", "none", image, "true"],
                            f"exit {r.returncode}: {r.stderr.strip()[-2000:]}")
                 return res
         res["with_containers"] = du(root)

@@ -8,7 +8,9 @@ Needs root, hyperfine, runc, bwrap, busybox-static (podman optional). The
 pinnace CLI is measured from a clean virtualenv (made under
 /var/tmp/pinnace-bench) so that this machine's site-packages hooks do not
 count as pinnace's start-up; the in-process API runs in this interpreter.
-Prints a table of medians and ratios; nothing is asserted.
+Prints a table of medians and ratios; nothing is asserted. pinnace runs with
+`--network none`, as runc's bundle and bwrap make an empty network namespace
+too (benches/network.py measures the bridge).
 """
 
 from __future__ import annotations
@@ -116,8 +118,8 @@ def main() -> None:
     cli = clean_venv_pinnace()
     bundle = runc_bundle(rootfs)
     cmds = {
-        "pinnace run --rm host true (CLI)": f"{cli} run --rm host true",
-        "pinnace run --rm --rootfs DIR true (CLI)": f"{cli} run --rm --rootfs {rootfs} true",
+        "pinnace run --rm host true (CLI)": f"{cli} run --rm --network none host true",
+        "pinnace run --rm --rootfs DIR true (CLI)": f"{cli} run --rm --network none --rootfs {rootfs} true",
         "runc run (same rootfs)": f"runc run --bundle {bundle} pinnace-bench-runc",
         "bwrap --unshare-all (same rootfs)": f"bwrap --unshare-all --ro-bind {rootfs} / --proc /proc --dev /dev /bin/true",
     }
@@ -127,8 +129,8 @@ def main() -> None:
             f"--ulimit nproc=1024:1024 --rootfs {rootfs} /bin/true")
     try:
         results = hyperfine(cmds, a.runs)
-        results["pinnace.run('host') in-process"] = api_median("host", None, a.runs)
-        results["pinnace.run(rootfs=DIR) in-process"] = api_median(None, rootfs, a.runs)
+        results["pinnace.run('host') in-process"] = api_median("host", None, a.runs, network="none")
+        results["pinnace.run(rootfs=DIR) in-process"] = api_median(None, rootfs, a.runs, network="none")
     finally:
         subprocess.run([cli, "system", "prune"], stdout=subprocess.DEVNULL)
         shutil.rmtree(store, ignore_errors=True)

@@ -29,6 +29,11 @@ pub enum Error {
     #[cfg(feature = "unpack")]
     Layer(#[from] crate::unpack::LayerError),
 
+    /// Making or changing links, addresses or routes failed.
+    #[error(transparent)]
+    #[cfg(feature = "net")]
+    Net(#[from] crate::net::NetError),
+
     /// A caller's hook failed; the message is already complete.
     #[error("{0}")]
     Hook(String),

@@ -5,6 +5,9 @@ pub mod cgroups;
 pub mod error;
 pub mod exec;
 pub mod init;
+pub mod namespaces;
+#[cfg(feature = "net")]
+pub mod net;
 pub mod ops;
 pub mod plan;
 pub mod shim;
@@ -33,6 +36,7 @@ mod python {
 
     use crate::cgroups::{self, Manager, Stats};
     use crate::error::Error;
+    use crate::net::{self, NetError};
     use crate::spawn::{self, Stdio, WaitOptions};
     use crate::unpack;
 
@@ -45,7 +49,14 @@ mod python {
             Error::Spec(_) => "SpecError",
             Error::Exec { .. } => "ExecError",
             Error::Layer(_) => "LayerError",
-            Error::Sys { .. } | Error::Setup { .. } | Error::ChildDied(_) | Error::Hook(_) | Error::Cgroup(_) => "SetupError",
+            Error::Net(NetError::Invalid(_)) => "SpecError",
+            Error::Net(NetError::Exists(_)) => "Conflict",
+            Error::Sys { .. }
+            | Error::Setup { .. }
+            | Error::ChildDied(_)
+            | Error::Hook(_)
+            | Error::Cgroup(_)
+            | Error::Net(NetError::Sys { .. }) => "SetupError",
         };
         let made = py.import("pinnace.errors").and_then(|m| {
             let cls = m.getattr(class)?;
@@ -397,6 +408,70 @@ mod python {
         }
     }
 
+    fn netns<'a>(fd: i32) -> PyResult<std::os::fd::BorrowedFd<'a>> {
+        if fd < 0 {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!("bad network namespace descriptor {fd}")));
+        }
+        // SAFETY: only used during the call, while the caller holds it open;
+        // a descriptor that is not open fails its check with EBADF.
+        Ok(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) })
+    }
+
+    /// A new network namespace with lo up, as a descriptor (close-on-exec)
+    /// the caller owns and closes.
+    #[pyfunction]
+    fn net_namespace(py: Python<'_>) -> PyResult<i32> {
+        use std::os::fd::IntoRawFd;
+        py.detach(net::new_namespace).map(|fd| fd.into_raw_fd()).map_err(|e| to_py(py, e.into()))
+    }
+
+    /// Make bridge `name` if missing (True if this call made it), put each
+    /// address on it and set it up.
+    #[pyfunction]
+    #[pyo3(signature = (name, addrs=Vec::new(), mtu=0))]
+    fn net_bridge(py: Python<'_>, name: &str, addrs: Vec<String>, mtu: u32) -> PyResult<bool> {
+        py.detach(|| net::bridge(name, &addrs, mtu)).map_err(|e| to_py(py, e.into()))
+    }
+
+    /// Join the network namespace `netns_fd` to `bridge` with a veth pair
+    /// (`host_if` here, `ifname` there, with `addrs` and a default route via
+    /// `gateway`); returns the MAC address of `ifname`.
+    #[pyfunction]
+    #[pyo3(signature = (netns_fd, bridge, host_if, ifname, addrs=Vec::new(), gateway=None, mtu=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn net_attach(
+        py: Python<'_>,
+        netns_fd: i32,
+        bridge: &str,
+        host_if: &str,
+        ifname: &str,
+        addrs: Vec<String>,
+        gateway: Option<String>,
+        mtu: u32,
+    ) -> PyResult<String> {
+        let fd = netns(netns_fd)?;
+        let a = net::Attach { bridge, host_if, ifname, addrs: &addrs, gateway: gateway.as_deref(), mtu };
+        py.detach(|| net::attach(fd, &a)).map_err(|e| to_py(py, e.into()))
+    }
+
+    /// Delete `ifname` in the network namespace `netns_fd`; False if absent.
+    #[pyfunction]
+    fn net_detach(py: Python<'_>, netns_fd: i32, ifname: &str) -> PyResult<bool> {
+        let fd = netns(netns_fd)?;
+        py.detach(|| net::detach(fd, ifname)).map_err(|e| to_py(py, e.into()))
+    }
+
+    /// Delete the link `name` in the caller's network namespace; False if absent.
+    #[pyfunction]
+    fn net_link_delete(py: Python<'_>, name: &str) -> PyResult<bool> {
+        py.detach(|| net::link_delete(name)).map_err(|e| to_py(py, e.into()))
+    }
+
+    #[pyfunction]
+    fn net_link_exists(py: Python<'_>, name: &str) -> PyResult<bool> {
+        py.detach(|| net::link_exists(name)).map_err(|e| to_py(py, e.into()))
+    }
+
     #[pymodule]
     fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add_function(wrap_pyfunction!(remove_tree, m)?)?;
@@ -417,6 +492,12 @@ mod python {
         m.add_function(wrap_pyfunction!(create, m)?)?;
         m.add_function(wrap_pyfunction!(exec_in, m)?)?;
         m.add_class::<Process>()?;
+        m.add_function(wrap_pyfunction!(net_namespace, m)?)?;
+        m.add_function(wrap_pyfunction!(net_bridge, m)?)?;
+        m.add_function(wrap_pyfunction!(net_attach, m)?)?;
+        m.add_function(wrap_pyfunction!(net_detach, m)?)?;
+        m.add_function(wrap_pyfunction!(net_link_delete, m)?)?;
+        m.add_function(wrap_pyfunction!(net_link_exists, m)?)?;
         Ok(())
     }
 }

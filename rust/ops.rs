@@ -149,6 +149,10 @@ pub enum Op {
     /// Join a running container's namespaces (exec). `fd` is a descriptor
     /// the parent keeps open until the child has exec'd.
     Setns { fd: RawFd, nstype: libc::c_int },
+    /// Join the namespace of type `nstype` at `path` (the spec's
+    /// `linux.namespaces[].path`). The parent opens the path just before
+    /// clone and fills in `fd` (-1 in a plan); the child inherits it.
+    JoinNamespace { nstype: libc::c_int, path: CString, fd: RawFd },
 }
 
 fn s(c: &CString) -> String {
@@ -193,6 +197,9 @@ impl Op {
             Op::LoopbackUp => "bring up the loopback interface".into(),
             Op::AttachRoot { target } => format!("attach the root filesystem at {}", s(target)),
             Op::Setns { nstype, .. } => format!("join the container's namespaces ({})", ns_names(*nstype)),
+            Op::JoinNamespace { nstype, path, .. } => {
+                format!("join {} namespace {}", crate::namespaces::type_name(*nstype), s(path))
+            }
         }
     }
 }
@@ -369,7 +376,7 @@ fn run_op(op: &Op, sys: &dyn Sys) -> SysResult {
         Op::Chdir { path } => sys.chdir(path),
         Op::LoopbackUp => sys.loopback_up(),
         Op::AttachRoot { target } => sys.attach_root(target),
-        Op::Setns { fd, nstype } => sys.setns(*fd, *nstype),
+        Op::Setns { fd, nstype } | Op::JoinNamespace { fd, nstype, .. } => sys.setns(*fd, *nstype),
     }
 }
 
@@ -1030,6 +1037,19 @@ mod tests {
         let op = Op::Symlink { target: c("pts/ptmx"), dir: r("dev"), name: c("ptmx") };
         assert_eq!(op.describe(), "create symlink /dev/ptmx");
         assert_eq!(Op::Mask { path: r(".") }.describe(), "mask /");
+        let op = Op::JoinNamespace { nstype: libc::CLONE_NEWNET, path: c("/proc/7/ns/net"), fd: 3 };
+        assert_eq!(op.describe(), "join network namespace /proc/7/ns/net");
+    }
+
+    #[test]
+    fn joining_a_namespace_is_a_setns_on_the_descriptor_the_parent_opened() {
+        let rec = Recorder { fail: vec![("setns 4".into(), Errno::EINVAL)], ..Default::default() };
+        let ops = [
+            Op::JoinNamespace { nstype: libc::CLONE_NEWNET, path: c("/n"), fd: 3 },
+            Op::JoinNamespace { nstype: libc::CLONE_NEWUTS, path: c("/u"), fd: 4 },
+        ];
+        assert_eq!(run_ops(&ops, &rec), Err((1, Errno::EINVAL)));
+        assert_eq!(*rec.calls.borrow(), vec!["setns 3 net", "setns 4 uts"]);
     }
 
     #[test]

@@ -372,11 +372,12 @@ pub fn build(spec: &Spec) -> Result<Plan> {
     let linux = spec.linux().as_ref();
 
     let mut clone_flags = 0;
+    let mut seen = 0;
+    // Namespaces joined by path: entered first thing, before any mount (a
+    // sysfs shows the devices of its mounter's network namespace).
+    let mut joins = Vec::new();
     for ns in linux.and_then(|l| l.namespaces().as_ref()).into_iter().flatten() {
-        if ns.path().is_some() {
-            return Err(Error::Spec(format!("joining an existing {:?} namespace is not supported yet", ns.typ())));
-        }
-        clone_flags |= match ns.typ() {
+        let flag = match ns.typ() {
             LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
             LinuxNamespaceType::Network => libc::CLONE_NEWNET,
             LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
@@ -386,6 +387,26 @@ pub fn build(spec: &Spec) -> Result<Plan> {
             LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
             LinuxNamespaceType::Time => libc::CLONE_NEWTIME,
         };
+        let name = crate::namespaces::type_name(flag);
+        if seen & flag != 0 {
+            return Err(Error::Spec(format!("the {name} namespace is listed more than once")));
+        }
+        seen |= flag;
+        match ns.path() {
+            None => clone_flags |= flag,
+            Some(p) if !crate::namespaces::JOINABLE.contains(&flag) => {
+                return Err(Error::Spec(format!("joining an existing {name} namespace ({}) is not supported", p.display())))
+            }
+            Some(p) if !p.is_absolute() => {
+                return Err(Error::Spec(format!("{name} namespace path {} is not absolute", p.display())))
+            }
+            Some(p) => joins.push(Op::JoinNamespace { nstype: flag, path: cpath(p)?, fd: -1 }),
+        }
+    }
+    if !joins.is_empty() && clone_flags & libc::CLONE_NEWUSER != 0 {
+        // The child, root of its new user namespace only, may not enter
+        // namespaces the host's user namespace owns.
+        return Err(Error::Spec("joining an existing namespace together with a new user namespace is not supported".into()));
     }
     if clone_flags & libc::CLONE_NEWNS == 0 {
         return Err(Error::Spec("a mount namespace is required".into()));
@@ -426,7 +447,7 @@ pub fn build(spec: &Spec) -> Result<Plan> {
         (crate::cgroups::Mode::V2, Vec::new())
     };
     let mut b = Builder {
-        ops: Vec::new(),
+        ops: joins,
         cgroup: cgroup.as_ref().map(|(rel, r)| (rel.clone(), crate::cgroups::v1::needed(r))),
         layout,
     };
@@ -488,7 +509,8 @@ pub fn build(spec: &Spec) -> Result<Plan> {
         b.ops.push(Op::ReadonlyRoot);
     }
     if let Some(h) = spec.hostname() {
-        if clone_flags & libc::CLONE_NEWUTS != 0 {
+        // as runc: in a uts namespace of its own, or in the one it joins
+        if seen & libc::CLONE_NEWUTS != 0 {
             b.ops.push(Op::Sethostname { name: cstr(h)? });
         }
     }
@@ -742,6 +764,66 @@ mod tests {
             })
             .collect();
         assert_eq!(strict, vec![true, true, false]);
+    }
+
+    #[test]
+    fn namespace_paths_are_joined_first_and_not_made() {
+        let s = spec(base(serde_json::json!({
+            "hostname": "box",
+            "mounts": [{"destination": "/sys", "type": "sysfs", "source": "sysfs"}],
+            "linux": {"namespaces": [
+                {"type": "mount"}, {"type": "pid"},
+                {"type": "network", "path": "/proc/7/ns/net"},
+                {"type": "uts", "path": "/proc/7/ns/uts"},
+                {"type": "ipc", "path": "/run/ipc"},
+                {"type": "cgroup", "path": "/proc/7/ns/cgroup"}]}})));
+        let plan = build(&s).unwrap();
+        assert_eq!(plan.clone_flags, libc::CLONE_NEWNS | libc::CLONE_NEWPID);
+        let d: Vec<String> = plan.ops.iter().map(Op::describe).collect();
+        assert_eq!(
+            &d[..5],
+            [
+                "join network namespace /proc/7/ns/net",
+                "join uts namespace /proc/7/ns/uts",
+                "join ipc namespace /run/ipc",
+                "join cgroup namespace /proc/7/ns/cgroup",
+                "remount /",
+            ]
+        );
+        assert!(plan.ops[..4].iter().all(|o| matches!(o, Op::JoinNamespace { fd: -1, .. })));
+        // the joined network namespace is its owner's to set up
+        assert!(!d.contains(&"bring up the loopback interface".to_string()));
+        // as runc: a hostname in the spec is set in the uts namespace joined
+        assert!(d.contains(&"set hostname box".to_string()));
+        assert!(!plan.unshare_cgroupns);
+    }
+
+    #[test]
+    fn namespace_paths_that_cannot_be_joined_are_spec_errors() {
+        let err = |namespaces: serde_json::Value, extra: serde_json::Value| {
+            let mut v = base(serde_json::json!({"linux": {"namespaces": namespaces}}));
+            merge(&mut v, extra);
+            build(&spec(v)).unwrap_err().to_string()
+        };
+        let none = serde_json::json!({});
+        for (typ, name) in [("pid", "pid"), ("user", "user"), ("mount", "mount"), ("time", "time")] {
+            let e = err(serde_json::json!([{"type": "mount"}, {"type": typ, "path": "/proc/1/ns/x"}]), none.clone());
+            assert!(
+                e == format!("invalid runtime spec: joining an existing {name} namespace (/proc/1/ns/x) is not supported")
+                    || (typ == "mount" && e.contains("listed more than once")),
+                "{e}"
+            );
+        }
+        let e = err(serde_json::json!([{"type": "mount"}, {"type": "network", "path": "ns/net"}]), none.clone());
+        assert_eq!(e, "invalid runtime spec: network namespace path ns/net is not absolute");
+        let e = err(serde_json::json!([{"type": "mount"}, {"type": "network"}, {"type": "network", "path": "/n"}]), none);
+        assert_eq!(e, "invalid runtime spec: the network namespace is listed more than once");
+        let e = err(
+            serde_json::json!([{"type": "mount"}, {"type": "user"}, {"type": "network", "path": "/n"}]),
+            serde_json::json!({"linux": {"uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
+                                         "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}}),
+        );
+        assert!(e.contains("together with a new user namespace"), "{e}");
     }
 
     #[test]

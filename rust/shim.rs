@@ -64,6 +64,10 @@ pub struct Config {
     /// session): when that process exits, however it exits, the container is
     /// killed, and so ends (and is removed, with `remove`) as if stopped.
     pub owner_pidfd: Option<RawFd>,
+    /// A command run once the container has ended (and when it failed to
+    /// start), before the container is removed and the lock let go: what
+    /// gives back the container's network (firewall elements, leases).
+    pub exit_command: Option<Vec<String>>,
 }
 
 fn path(v: &Value, key: &str) -> Result<PathBuf, String> {
@@ -115,9 +119,17 @@ impl Config {
                 _ => return Err("runtime_record: expected {\"path\": ..., \"record\": {...}}".into()),
             },
         };
+        let exit_command = match v.get("exit_command") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_string) => {
+                Some(a.iter().filter_map(Value::as_str).map(String::from).collect())
+            }
+            Some(_) => return Err("exit_command: expected a non-empty array of strings".into()),
+        };
         Ok(Config {
             spec,
             runtime_record,
+            exit_command,
             log_path: path(&v, "log_path")?,
             exit_path: path(&v, "exit_path")?,
             lock_dir: path(&v, "lock_dir")?,
@@ -441,6 +453,7 @@ fn setup(mut cfg: Config) -> Result<Running, i32> {
             // The container is done with before anyone learnt of it: record
             // and clean up first, so the caller sees the end state.
             let _ = write_atomic(&cfg.exit_path, &exit_json(code, None, false, &now(), Some(&msg)));
+            run_exit_command(&cfg);
             if let Some(r) = &cfg.remove {
                 remove(r);
             }
@@ -490,11 +503,25 @@ fn supervise(r: Running) -> i32 {
         let _ = std::fs::remove_file(f);
     }
     drop(c);
+    run_exit_command(&cfg);
     if let Some(r) = &cfg.remove {
         remove(r);
     }
     drop(lock);
     0
+}
+
+/// Run `exit_command` to its end, its output discarded; a failure to run it
+/// leaves what it would have freed to the next pinnace command's sweep.
+fn run_exit_command(cfg: &Config) {
+    if let Some(argv) = &cfg.exit_command {
+        let _ = std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
 }
 
 /// Hand back what setting up took, so the idle shim costs only what it
@@ -606,6 +633,14 @@ mod tests {
         let r = c.remove.unwrap();
         assert_eq!(r.name_link, Some(PathBuf::from("/n/x")));
         assert_eq!(r.files, vec![PathBuf::from("/run/c.json")]);
+        assert_eq!(c.exit_command, None);
+
+        let ok = r#"{"spec": {}, "log_path": "l", "exit_path": "e", "lock_dir": "d", "ready_fd": 3, "exit_command": ["/bin/sh", "/c/down.sh"]}"#;
+        assert_eq!(Config::parse(ok).unwrap().exit_command, Some(vec!["/bin/sh".to_string(), "/c/down.sh".to_string()]));
+        for bad in [r#""exit_command": []"#, r#""exit_command": "sh""#, r#""exit_command": ["sh", 1]"#] {
+            let text = format!(r#"{{"spec": {{}}, "log_path": "l", "exit_path": "e", "lock_dir": "d", "ready_fd": 3, {bad}}}"#);
+            assert!(Config::parse(&text).unwrap_err().starts_with("exit_command"), "{bad}");
+        }
 
         let rec = r#""runtime_record": {"path": "/run/c.json", "record": {"State": {"Pid": 0}}}"#;
         let c = Config::parse(&format!(r#"{{"spec": {{}}, "log_path": "l", "exit_path": "e", "lock_dir": "d", "ready_fd": 3, {rec}}}"#)).unwrap();

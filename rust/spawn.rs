@@ -172,7 +172,10 @@ fn last_cap() -> u32 {
 
 /// Clone the child and leave it parked before exec. With `go_now` the start
 /// signal is queued at once, so the child runs straight through to exec.
-pub fn spawn(plan: Plan, stdio: [Stdio; 3], opts: Options, go_now: bool) -> Result<Container> {
+pub fn spawn(mut plan: Plan, stdio: [Stdio; 3], opts: Options, go_now: bool) -> Result<Container> {
+    // Namespaces to join, opened (and their type checked) here so that a bad
+    // path fails before anything exists; the child inherits the descriptors.
+    let joined = open_joined_namespaces(&mut plan.ops)?;
     let (go_r, go_w) = pipe()?;
     let (msg_r, msg_w) = pipe()?;
     let devnull = if stdio.contains(&Stdio::Null) {
@@ -347,7 +350,8 @@ pub fn spawn(plan: Plan, stdio: [Stdio; 3], opts: Options, go_now: bool) -> Resu
         return Err(Error::sys("clone the container process", clone_errno));
     }
     let pid = pid as i32;
-    drop((go_r, msg_w, theirs, devnull, root_fd));
+    // The child has its own copies of these (clone without CLONE_FILES).
+    drop((go_r, msg_w, theirs, devnull, root_fd, joined));
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if pidfd < 0 {
         let e = Errno::last();
@@ -387,6 +391,20 @@ pub fn spawn(plan: Plan, stdio: [Stdio; 3], opts: Options, go_now: bool) -> Resu
         c.send(b'G')?;
     }
     Ok(c)
+}
+
+/// Open the path of every [`Op::JoinNamespace`] and fill in its descriptor.
+fn open_joined_namespaces(ops: &mut [Op]) -> Result<Vec<OwnedFd>> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut fds = Vec::new();
+    for op in ops {
+        if let Op::JoinNamespace { nstype, path, fd } = op {
+            let f = crate::namespaces::open(std::path::Path::new(std::ffi::OsStr::from_bytes(path.to_bytes())), *nstype)?;
+            *fd = f.as_raw_fd();
+            fds.push(f);
+        }
+    }
+    Ok(fds)
 }
 
 /// The calling thread's pid namespace for children, switched to a
@@ -1094,6 +1112,12 @@ unsafe fn child(a: &ChildArgs) -> ! {
     if let Err((stage, e)) = switch_identity(a) {
         report(a.msg_w, MSG_IDENTITY, stage, e);
         libc::_exit(125);
+    }
+    // A change of uid or gid clears the parent-death signal: set it again for
+    // the identity the command runs as. (A parent that died before this still
+    // ends us: the 'G' below never comes.)
+    if a.die_with_parent {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
     }
     libc::umask(a.plan.identity.umask as libc::mode_t);
     report(a.msg_w, MSG_READY, 0, Errno::UnknownErrno);

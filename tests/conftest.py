@@ -21,6 +21,22 @@ if os.geteuid() != 0:
 PINNACE = shutil.which("pinnace")
 
 
+def _private_network_namespace() -> None:
+    """The whole session runs in a network namespace of its own: the bridges,
+    addresses, routes and nftables table the tests make live only there and
+    die with this process; the host's network is never touched. The registry
+    the tests start listens on this namespace's 127.0.0.1."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x40000000) != 0:  # CLONE_NEWNET
+        pytest.exit(f"cannot make a network namespace for the tests: errno {ctypes.get_errno()}", returncode=2)
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+
+
+_private_network_namespace()
+
+
 def pytest_configure(config):
     # here rather than in pyproject.toml: the v2 VM runs a copy of tests/ alone
     config.addinivalue_line("markers", "registry: needs a local registry and image tools (Debian: docker-registry, "
@@ -67,6 +83,18 @@ def store():
     new_ns = _pid_namespaces() - namespaces_before
     if new_ns:
         leftovers.append(f"processes in new pid namespaces: {new_ns}")
+    for sub in ("net/ports",):
+        d = os.path.join(runroot, sub)
+        if os.path.isdir(d) and [f for f in os.listdir(d) if not f.startswith(".")]:
+            leftovers.append(f"published ports: {os.listdir(d)}")
+    leases = subprocess.run(["find", os.path.join(runroot, "net"), "-mindepth", "2", "-type", "f", "-name", "[0-9]*"],
+                            capture_output=True, text=True).stdout.split()
+    if leases:
+        leftovers.append(f"address leases: {leases}")
+    veths = [l for l in subprocess.run(["ip", "-o", "link", "show", "type", "veth"], capture_output=True,
+                                       text=True).stdout.splitlines() if l.strip()]
+    if veths:
+        leftovers.append(f"veth links: {veths}")
     from pinnace.images.store import check
 
     leftovers += [f"image store: {p}" for p in check(root)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -63,12 +64,27 @@ def test_symlinks_in_the_container_never_reach_the_host(tmp_path):
         pn("rm", "-f", "cpevil")
 
 
-def test_cp_needs_one_container_side_and_a_running_container(tmp_path):
+def test_cp_needs_one_container_side(tmp_path):
     r = pn("cp", str(tmp_path), str(tmp_path / "y"))
     assert r.returncode == 125 and "one side must be CONTAINER:PATH" in r.err
-    pn("run", "--name", "cpstopped", "host", "true", check=True)
-    try:
-        r = pn("cp", "cpstopped:/etc/hostname", str(tmp_path / "z"))
-        assert r.returncode == 125 and "not running" in r.err
-    finally:
-        pn("rm", "cpstopped")
+
+
+def test_cp_in_and_out_of_a_stopped_container(tmp_path, store):
+    pn("run", "--name", "cpstopped", "host", "sh", "-c", "mkdir -p /data && echo made-inside > /data/f", check=True)
+    # out: what the container wrote (its upper layer) and what its image has
+    pn("cp", "cpstopped:/data", str(tmp_path / "out"), check=True)
+    assert (tmp_path / "out" / "f").read_text() == "made-inside\n"
+    pn("cp", "cpstopped:/etc/nsswitch.conf", str(tmp_path / "nsswitch"), check=True)
+    assert "hosts: files dns" in (tmp_path / "nsswitch").read_text()
+    # in: into its own upper layer, where it will see it
+    (tmp_path / "note").write_text("from-the-host\n")
+    pn("cp", str(tmp_path / "note"), "cpstopped:/data/note", check=True)
+    r = pn("cp", "cpstopped:/nonexistent", str(tmp_path / "x"))
+    assert r.returncode == 125 and "no such file" in r.err and len(r.err.strip().splitlines()) == 1
+    # nothing stays mounted, here or anywhere
+    with open("/proc/self/mountinfo") as f:
+        assert not [l for l in f if "cpstopped" in l or store["root"] + "/containers" in l]
+    upper = json.loads(pn("inspect", "cpstopped", check=True).out)[0]["GraphDriver"]["Data"]["UpperDir"]
+    with open(os.path.join(upper, "data", "note")) as f:
+        assert f.read() == "from-the-host\n"
+    pn("rm", "cpstopped", check=True)

@@ -146,3 +146,19 @@ def test_ps_filters_by_name_status_and_label():
         assert r.returncode == 125 and "invalid filter" in r.err
     finally:
         pn("rm", "-f", "flt-web", "flt-db", "flt-done")
+
+
+def test_a_container_that_got_no_cgroup_still_stops_and_is_removed():
+    """Started where /sys/fs/cgroup is hidden (as under `ip netns exec`): it
+    runs without a cgroup, and stop and rm -f still end it by its pid."""
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                        f"mount -t tmpfs none /sys/fs/cgroup && exec {PINNACE} run -d --name nocg "
+                        "--network none host sleep 300"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    try:
+        pid = int(pn("inspect", "-f", "{{.State.Pid}}", "nocg", check=True).out)
+        pn("stop", "-t", "1", "nocg", check=True)
+        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    finally:
+        r = pn("rm", "-f", "nocg")
+    assert r.returncode == 0, r.err

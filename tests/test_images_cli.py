@@ -104,6 +104,21 @@ def test_run_honours_entrypoint_cmd_env_workdir_user(images):
     assert r.out == "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n", r.err
 
 
+def test_exec_runs_as_the_images_user(images):
+    """docker exec's default user is the container's, which is the image's User
+    unless run said -u."""
+    img = images["config"]
+    pull(img.ref)
+    name = "exec-image-user"
+    pn("run", "-d", "--name", name, "--entrypoint", "sleep", img.ref, "60", check=True)
+    try:
+        assert pn("exec", name, "id", "-u", check=True).out == "1000\n"
+        assert pn("exec", "-u", "0", name, "id", "-u", check=True).out == "0\n"
+        assert pn("inspect", "-f", "{{.Config.User}}", name, check=True).out == "app\n"
+    finally:
+        pn("rm", "-f", name, check=True)
+
+
 def test_run_of_a_missing_image_pulls_it(images):
     img = images["autopull"]
     assert entry(img.ref) is None

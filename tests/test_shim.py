@@ -145,8 +145,11 @@ def test_flock_is_held_while_running(st):
         st.remove(cid, force=True)
 
 
-def test_killed_shim_takes_its_container_along(st):
-    cid, pid = start(st, ["sh", "-c", "sleep 1000 & sleep 1000"])
+@pytest.mark.parametrize("user", [None, "1000:1000"], ids=["root", "non-root"])
+def test_killed_shim_takes_its_container_along(st, user):
+    """Also when the command runs as another user (a uid change clears the
+    parent-death signal the container's process was given)."""
+    cid, pid = start(st, ["sh", "-c", "sleep 1000 & sleep 1000"], user=user)
     p = st.paths(cid)
     try:
         shim = parent_of(pid)

@@ -106,3 +106,36 @@ class CgroupV2:
     def pids(self) -> list[int]: ...
     def kill(self) -> None: ...
     def destroy(self) -> None: ...
+
+# ---- networking (rtnetlink; as root). Bad names, addresses or MTUs raise
+# SpecError, a name already taken Conflict, a failed step SetupError naming it.
+
+def net_namespace() -> int:
+    """A new network namespace with lo up, as a close-on-exec descriptor the
+    caller owns (the namespace lives while it, or a process in it, does)."""
+
+def net_bridge(name: str, addrs: list[str] = ..., mtu: int = 0) -> bool:
+    """Make bridge ``name`` unless it exists (True if this call made it), put
+    each address ("10.88.0.1/16") on it and set it up. Safe to race."""
+
+def net_attach(
+    netns_fd: int,
+    bridge: str,
+    host_if: str,
+    ifname: str,
+    addrs: list[str] = ...,
+    gateway: str | None = None,
+    mtu: int = 0,
+) -> str:
+    """Join the network namespace ``netns_fd`` to ``bridge`` with a veth pair:
+    ``host_if`` here on the bridge, ``ifname`` there with ``addrs``, up, and a
+    default route via ``gateway`` unless one exists. Returns the MAC address
+    of ``ifname``; on failure nothing is left behind."""
+
+def net_detach(netns_fd: int, ifname: str) -> bool:
+    """Delete ``ifname`` in that namespace (its veth peer goes too); False if absent."""
+
+def net_link_delete(name: str) -> bool:
+    """Delete link ``name`` in the caller's network namespace; False if absent."""
+
+def net_link_exists(name: str) -> bool: ...

@@ -59,7 +59,10 @@ def run(
     ``read_only``, ``cap_add``, ``cap_drop``, ``ulimits``, ``entrypoint``,
     ``memory``, ``memory_swap``, ``memory_reservation``, ``cpus``,
     ``cpu_shares``, ``cpuset_cpus``, ``pids_limit``, ``blkio_weight``,
-    ``device_read_bps``, ``device_write_bps``).
+    ``device_read_bps``, ``device_write_bps``; networks: ``network`` (a
+    network's name, ``bridge`` by default, ``host`` or ``none``),
+    ``publish`` (``["8080:80"]``), ``publish_all``, ``ip``, ``network_alias``,
+    ``add_host``, ``dns``, ``dns_search``, ``dns_option``).
     Unlike the CLI, ``remove`` defaults to True: the result carries all the
     output, so the container is usually of no further use.
 
@@ -94,7 +97,8 @@ def _prepare(image, command, rootfs, env, remove: bool, root: str | None, runroo
     if isinstance(command, str):
         command = ["/bin/sh", "-c", command]
     for key in ("volumes", "tmpfs", "cap_add", "cap_drop", "ulimits", "env_file", "device_read_bps",
-                "device_write_bps", "group_add"):
+                "device_write_bps", "group_add", "publish", "add_host", "dns", "dns_search", "dns_option",
+                "network_alias"):
         if isinstance(options.get(key), str):
             options[key] = [options[key]]
     if isinstance(options.get("entrypoint"), str):

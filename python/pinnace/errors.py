@@ -56,6 +56,10 @@ class ContainerNotFound(PinnaceError):
     """No container with that name or id."""
 
 
+class NetworkNotFound(PinnaceError):
+    """No network with that name or id."""
+
+
 class Conflict(PinnaceError):
     """A name already in use, or an operation the container's state forbids."""
 
@@ -99,6 +103,7 @@ __all__ = [
     "AuthError",
     "LayerError",
     "ContainerNotFound",
+    "NetworkNotFound",
     "Conflict",
     "ContainerError",
     "ExecTimeout",

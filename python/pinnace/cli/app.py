@@ -26,6 +26,8 @@ COMMANDS = {
     "inspect": ("pinnace.cli.lifecycle", "inspect"),
     "logout": ("pinnace.cli.login", "logout"),
     "ps": ("pinnace.cli.ps", "ps"),
+    "network": ("pinnace.cli.network", "network"),
+    "port": ("pinnace.cli.network", "port"),
     "rm": ("pinnace.cli.rm", "rm"),
     "stats": ("pinnace.cli.stats", "stats"),
     "system": ("pinnace.cli.system", "system"),

@@ -122,7 +122,8 @@ def inspect_container(st: dict) -> dict:
         mounts.append({"Type": "bind", "Source": parts[0], "Destination": parts[1] if len(parts) > 1 else "",
                        "Mode": parts[2] if len(parts) > 2 else "", "RW": not (len(parts) > 2 and "ro" in parts[2].split(",")),
                        "Propagation": "rprivate"})
-    network = host.get("NetworkMode") or "none"
+    from pinnace.network import public_settings
+
     return {
         "Id": st.get("Id"),
         "Created": st.get("Created", ""),
@@ -150,8 +151,7 @@ def inspect_container(st: dict) -> dict:
             "StopSignal": cfg.get("StopSignal", "SIGTERM"), "Tty": bool(cfg.get("Tty")),
             "OpenStdin": bool(cfg.get("OpenStdin")),
         },
-        "NetworkSettings": {"Networks": {network: {}} if network != "none" else {}, "Ports": {},
-                            "IPAddress": "", "Gateway": "", "MacAddress": ""},
+        "NetworkSettings": public_settings(st.get("NetworkSettings"), bool(s.get("Running"))),
         "CgroupPath": st.get("CgroupPath", ""),
     }
 
@@ -185,15 +185,20 @@ def inspect(obj, kind: str | None, fmt: str | None, names: tuple[str, ...]) -> i
             missing.append(name)
         else:
             out.append(found)
+    echo_inspected(out, fmt)
+    if missing:
+        cls = ImageNotFound if kind == "image" else ContainerNotFound
+        raise cls(f"no such object: {missing[0]}")
+    return 0
+
+
+def echo_inspected(out: list[dict], fmt: str | None) -> None:
+    """Print inspect's objects: a JSON list, or each through a ``{{.Path}}`` template."""
     if fmt and fmt != "json":
         for o in out:
             click.echo(_template(fmt, o))
     else:
         click.echo(json.dumps(out, indent=4))
-    if missing:
-        cls = ImageNotFound if kind == "image" else ContainerNotFound
-        raise cls(f"no such object: {missing[0]}")
-    return 0
 
 
 def _template(fmt: str, obj: dict) -> str:

@@ -41,6 +41,7 @@ def _status(st: dict) -> str:
 def ps(obj, all_: bool, quiet: bool, no_trunc: bool, fmt: str, filters: tuple[str, ...]) -> int:
     """List containers."""
     from pinnace.containers.filters import select
+    from pinnace.network import port_strings
 
     rows = select(obj.store(), all_, filters)
     if fmt == "json":
@@ -49,19 +50,22 @@ def ps(obj, all_: bool, quiet: bool, no_trunc: bool, fmt: str, filters: tuple[st
             "Command": " ".join([r.get("Path", "")] + r.get("Args", [])), "Created": r.get("Created", ""),
             "State": r.get("State", {}).get("Status", ""), "Status": _status(r),
             "ExitCode": r.get("State", {}).get("ExitCode", 0),
-            "OOMKilled": r.get("State", {}).get("OOMKilled", False)} for r in rows], indent=2))
+            "OOMKilled": r.get("State", {}).get("OOMKilled", False),
+            "Ports": port_strings(r.get("NetworkSettings")) if r.get("State", {}).get("Running") else [],
+            "Networks": list(((r.get("NetworkSettings") or {}).get("Networks") or {}))} for r in rows], indent=2))
         return 0
     if quiet:
         for r in rows:
             click.echo(r["Id"] if no_trunc else r["Id"][:12])
         return 0
-    table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")]
+    table = [("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")]
     for r in rows:
+        ports = ", ".join(port_strings(r.get("NetworkSettings"))) if r.get("State", {}).get("Running") else ""
         cmd = " ".join([r.get("Path", "")] + r.get("Args", []))
         if not no_trunc and len(cmd) > 20:
             cmd = cmd[:19] + "…"
         table.append((r["Id"] if no_trunc else r["Id"][:12], r.get("Image", ""), f'"{cmd}"',
-                      _ago(r.get("Created", "")), _status(r), r.get("Name", "").lstrip("/")))
+                      _ago(r.get("Created", "")), _status(r), ports, r.get("Name", "").lstrip("/")))
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
         click.echo("   ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())

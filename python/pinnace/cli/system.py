@@ -15,14 +15,20 @@ def system() -> None:
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation (there is no prompt)")
 @click.pass_obj
 def prune(obj, all_: bool, force: bool) -> int:
-    """Remove stopped containers, dangling images and what crashed runs left behind."""
+    """Remove stopped containers, unused networks, dangling images and what crashed runs left behind."""
     from pinnace.cli.images import prune_images
+    from pinnace.cli.network import prune_networks
 
     removed = obj.store().prune()
     if removed:
         click.echo("Deleted Containers:")
         for cid in removed:
             click.echo(cid)
+    networks = prune_networks(obj)
+    if networks:
+        click.echo("Deleted Networks:")
+        for n in networks:
+            click.echo(n)
     images, layers = prune_images(obj, all_)
     if images:
         click.echo("Deleted Images:")

@@ -58,7 +58,6 @@ RLIMITS = {
     "rss", "rtprio", "rttime", "sigpending", "stack", "as",
 }
 
-NETWORKS = ("none", "host")
 #: where --init's process lives in the container (docker: /sbin/docker-init; /run
 #: rather than /sbin, which may be a read-only bind, as in the host image)
 INIT_PATH = "/run/pinnace-init"
@@ -73,11 +72,13 @@ class RunOptions:
 
     DEFAULTS: dict = {
         "command": None, "entrypoint": None, "name": None, "env": (), "env_file": (), "workdir": None,
-        "user": None, "hostname": None, "network": "none", "volumes": (), "tmpfs": (), "read_only": False,
+        "user": None, "hostname": None, "network": "bridge", "volumes": (), "tmpfs": (), "read_only": False,
         "remove": False, "cap_add": (), "cap_drop": (), "ulimits": (), "cgroupns": None,
         "interactive": False, "memory": None, "memory_swap": None, "memory_reservation": None, "cpus": None,
         "cpu_shares": None, "cpuset_cpus": None, "pids_limit": None, "blkio_weight": None,
         "device_read_bps": (), "device_write_bps": (), "group_add": (), "labels": (), "tty": False, "init": False,
+        "publish": (), "publish_all": False, "ip": None, "add_host": (), "dns": (), "dns_search": (),
+        "dns_option": (), "network_alias": (),
     }
 
     command: list[str] | None
@@ -112,6 +113,14 @@ class RunOptions:
     interactive: bool
     tty: bool
     init: bool
+    publish: list[str]
+    publish_all: bool
+    ip: str | None
+    add_host: list[str]
+    dns: list[str]
+    dns_search: list[str]
+    dns_option: list[str]
+    network_alias: list[str]
 
     def __init__(self, **values):
         unknown = set(values) - set(self.DEFAULTS)
@@ -470,8 +479,6 @@ def build_spec(
 ) -> dict:
     """The runtime spec for one container. ``init_binary`` (with ``opts.init``)
     is bound into it as ``INIT_PATH`` and runs the command."""
-    if opts.network not in NETWORKS:
-        raise UsageError(f"network {opts.network} not found (supported: none, host)")
     cfg = image_config or {}
     entrypoint = opts.entrypoint if opts.entrypoint is not None else (cfg.get("Entrypoint") or [])
     if opts.command:

@@ -25,7 +25,7 @@ import time
 from pinnace._files import write_atomic
 
 from pinnace._jsonenc import dumps
-from pinnace.errors import Conflict, ContainerNotFound, SetupError, UsageError
+from pinnace.errors import Conflict, ContainerNotFound, PinnaceError, UsageError
 
 DEFAULT_ROOT = "/var/lib/pinnace"
 DEFAULT_RUNROOT = "/run/pinnace"
@@ -156,6 +156,11 @@ class Store:
         self.names = os.path.join(self.root, "names")
         self.run_containers = os.path.join(self.runroot, "containers")
 
+    def networks(self):
+        from pinnace.network import Networks
+
+        return Networks(self.root, self.runroot)
+
     def paths(self, cid: str) -> Paths:
         return Paths(cid, os.path.join(self.containers, cid), os.path.join(self.run_containers, cid + ".json"))
 
@@ -227,6 +232,17 @@ class Store:
         """
         fd = os.open(p.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+
+    def try_lock(self, p: Paths) -> int:
+        """The container's lock for a stopped container (``start``, ``cp``),
+        or Conflict when another process holds it."""
+        fd = os.open(p.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise Conflict(f"container {p.id[:12]} is being started or stopped by another process") from None
         return fd
 
     def owner_alive(self, p: Paths) -> bool:
@@ -350,12 +366,12 @@ class Store:
             if not force:
                 raise Conflict(f"cannot remove container {cid[:12]}: container is running: stop it first or use -f")
             # everything in its cgroup, so a double-forked daemon dies too
+            # (its main process below: all there is when it got no cgroup, or when its
+            # owner saw it end and took the cgroup away meanwhile)
             try:
                 _core.cgroup_kill(cgroup)
-            except SetupError:
-                # its owner saw it end (killed just before?) and took the cgroup away meanwhile
-                if _core.cgroup_stats(cgroup) is not None:
-                    raise
+            except PinnaceError:
+                pass
             pid = st["State"].get("Pid") or 0
             if pid > 0:
                 try:
@@ -371,6 +387,7 @@ class Store:
                 delay = min(delay * 2, 0.01)
         # the owner removes it; an owner that died could not
         _core.cgroup_destroy(cgroup)
+        _release_network(self, cid, st.get("NetworkSettings"))
         self.release_name(st.get("Name", "").lstrip("/"), cid)
         self.remove_dirs(p)
 
@@ -402,6 +419,9 @@ class Store:
                 # and old enough not to be one that is just starting.
                 _core.cgroup_destroy(cgroup_path(cid))
         _core.cgroup_remove_parent_if_empty(CGROUP_PARENT)
+        from pinnace.network.setup import sweep
+
+        sweep(self.networks(), self)
         # runtime records whose container directory is gone
         try:
             for f in os.listdir(self.run_containers):
@@ -411,6 +431,14 @@ class Store:
         except FileNotFoundError:
             pass
         return removed
+
+
+def _release_network(store: Store, cid: str, settings: dict | None) -> None:
+    """Addresses and ports a container left (its owner died without giving them back)."""
+    nets = store.networks()
+    from pinnace.network.setup import release
+
+    release(nets, store, cid, settings if settings and settings.get("Networks") else None)
 
 
 def _foreign_cgroup_is_stale(cid: str, min_age: float = 60.0) -> bool:

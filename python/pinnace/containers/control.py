@@ -54,10 +54,28 @@ def _pidfd(st: dict) -> int | None:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
         return None
-    if not _in_cgroup(pid, st["Id"]):
+    if not _in_cgroup(pid, st["Id"]) and not _started_with(pid, st):
         os.close(fd)
         return None
     return fd
+
+
+def _started_with(pid: int, st: dict) -> bool:
+    """Whether ``pid`` started when the record says the container did (within
+    seconds): the check for a container that runs without a cgroup."""
+    import calendar
+
+    started = (st.get("State") or {}).get("StartedAt") or ""
+    try:
+        t0 = calendar.timegm(time.strptime(started[:19], "%Y-%m-%dT%H:%M:%S"))
+        with open(f"/proc/{pid}/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat") as f:
+            btime = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+    except (OSError, ValueError, StopIteration, IndexError):
+        return False
+    begun = btime + ticks / os.sysconf("SC_CLK_TCK")
+    return t0 - 2 <= begun <= t0 + 30
 
 
 def running_state(store: Store, ref: str) -> dict:
@@ -114,6 +132,23 @@ def wait_owner(store: Store, cid: str, timeout: float | None = None) -> bool:
         os.close(fd)
 
 
+def _kill_everything(cgroup: str, pidfd: int | None) -> None:
+    """SIGKILL to every process of the container's cgroup and to its main
+    process (which is all there is to kill when no cgroup could be made)."""
+    from pinnace import _core
+    from pinnace.errors import PinnaceError
+
+    try:
+        _core.cgroup_kill(cgroup)
+    except PinnaceError:
+        pass  # no cgroup to list (none was made, or it is gone)
+    if pidfd is not None:
+        try:
+            _signal.pidfd_send_signal(pidfd, 9)
+        except ProcessLookupError:
+            pass
+
+
 def stop(store: Store, ref: str, timeout: float | None = None, sig: str | int | None = None) -> None:
     """``docker stop``: the stop signal (the image's StopSignal, else
     SIGTERM), then after ``timeout`` seconds (default 10) SIGKILL to every
@@ -134,10 +169,10 @@ def stop(store: Store, ref: str, timeout: float | None = None, sig: str | int | 
             except ProcessLookupError:
                 pass
             exited = _wait_exit(fd, timeout)
+            if not exited:
+                _kill_everything(st.get("CgroupPath") or "", fd)
         finally:
             os.close(fd)
-        if not exited:
-            _core.cgroup_kill(st.get("CgroupPath") or "")
     if not wait_owner(store, cid, timeout=30):
         raise PinnaceError(f"container {ref} did not stop")
 

@@ -1,5 +1,10 @@
-"""``docker cp`` for a running container: files in and out through
-``/proc/PID/root``, with every path looked up inside the container's root.
+"""``docker cp``: files in and out of a container, with every path looked up
+inside the container's root: a running container's through
+``/proc/PID/root``; a stopped one's root filesystem (its image's layers and
+its own upper layer) mounted for the copy alone, in a child process with a
+mount namespace of its own, so nothing stays mounted however the copy ends.
+Bind mounts (volumes, and the host image's /usr and /lib*) are not part of a
+stopped container's view.
 
 A path in a container may cross symlinks its processes made, pointing
 anywhere; the kernel would follow an absolute one to the *host's* files.
@@ -97,10 +102,71 @@ def container_root(store, ref: str) -> tuple[int, str]:
     st = store.state(cid) or {}
     pid = (st.get("State") or {}).get("Pid") or 0
     if not (st.get("State") or {}).get("Running") or pid <= 0:
-        raise Conflict(f"container {ref} is not running: cp works on running containers only for now "
-                       f"(start it with pinnace start {ref})")
+        raise Conflict(f"container {ref} is not running")
     # the one link followed on purpose: /proc's magic link to its root
     return os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC), cid
+
+
+def _stopped_root(store, ref: str) -> tuple[str, int, dict] | None:
+    """For a container that is not running: (its id, its held lock, its
+    overlay's parts); None when it runs."""
+    cid = store.resolve(ref)
+    st = store.state(cid) or {}
+    if (st.get("State") or {}).get("Running"):
+        return None
+    p = store.paths(cid)
+    data = (st.get("GraphDriver") or {}).get("Data") or {}
+    if not data.get("LowerDir"):
+        raise Conflict(f"container {ref} has no root filesystem on record to copy from or to")
+    # held for the copy: `start` cannot mount the same upper layer meanwhile
+    lock = store.try_lock(p)
+    return cid, lock, {"lower": data["LowerDir"], "upper": p.upper, "work": p.work, "merged": p.merged}
+
+
+def _in_mounted_root(parts: dict, fn) -> None:
+    """Run ``fn(root_fd)`` in a child process that mounts the stopped
+    container's overlay in a private mount namespace; its errors re-raised here."""
+    import ctypes
+    import json
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        code = 0
+        try:
+            os.close(r)
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.unshare(0x00020000) != 0:  # CLONE_NEWNS
+                raise OSError(ctypes.get_errno(), "unshare the mount namespace")
+            # MS_REC | MS_PRIVATE: nothing of what follows reaches the host's
+            if libc.mount(None, b"/", None, 0x4000 | 0x40000, None) != 0:
+                raise OSError(ctypes.get_errno(), "make / private")
+            opts = f"lowerdir={parts['lower']},upperdir={parts['upper']},workdir={parts['work']}"
+            if libc.mount(b"overlay", parts["merged"].encode(), b"overlay", 0, opts.encode()) != 0:
+                e = ctypes.get_errno()
+                raise OSError(e, f"mount the container's root filesystem: {os.strerror(e)}")
+            fn(os.open(parts["merged"], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+        except BaseException as e:  # noqa: BLE001 - reported to the parent
+            code = 1
+            os.write(w, json.dumps({"type": type(e).__name__, "message": getattr(e, "strerror", None) or str(e),
+                                    "errno": getattr(e, "errno", None),
+                                    "filename": getattr(e, "filename", None)}).encode())
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        report = f.read()
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) == 0:
+        return
+    err = json.loads(report) if report else {"type": "OSError", "message": "the copy process died"}
+    if err["type"] == "UsageError":
+        raise UsageError(err["message"])
+    if err["type"] == "Conflict":
+        raise Conflict(err["message"])
+    if err.get("filename") is not None:
+        raise OSError(err.get("errno") or 0, err["message"], err["filename"])
+    raise OSError(err.get("errno") or 0, err["message"])
 
 
 def _copy_file(src_fd: int, dst_fd: int) -> None:
@@ -192,27 +258,39 @@ def copy(store, src: str, dst: str) -> None:
 
 
 def copy_out(store, ref: str, path: str, host_path: str) -> None:
-    """``path`` in the running container ``ref`` to ``host_path``, docker cp's rules."""
-    _copy(store, ref, path, host_path, into_container=False)
+    """``path`` in the container ``ref`` (running or not) to ``host_path``, docker cp's rules."""
+    _copy_with(store, ref, ref, path, host_path)
 
 
 def copy_in(store, ref: str, host_path: str, path: str) -> None:
-    """``host_path`` to ``path`` in the running container ``ref``, docker cp's rules."""
-    _copy(store, ref, path, host_path, into_container=True)
+    """``host_path`` to ``path`` in the container ``ref`` (running or not), docker cp's rules."""
+    _copy_with(store, ref, None, host_path, path)
 
 
-def _copy(store, ref: str, ctr_path: str, host_path: str, into_container: bool) -> None:
+def _copy_with(store, ref: str, sref: str | None, spath: str, dpath: str) -> None:
+    """``_copy`` in the root of ``ref``: its running root, or its overlay mounted for the copy alone."""
+    stopped = _stopped_root(store, ref)
+    if stopped is not None:
+        _, lock, parts = stopped
+        try:
+            _in_mounted_root(parts, lambda root: _copy(root, sref, spath, dpath))
+        finally:
+            os.close(lock)
+        return
+    root, _ = container_root(store, ref)
+    _copy(root, sref, spath, dpath)
+
+
+def _copy(root: int, sref: str | None, spath: str, dpath: str) -> None:
+    """The copy, given the container's root (closed here)."""
     host_root = os.open("/", _DIR)
     try:
-        root, _ = container_root(store, ref)
-        if into_container:
-            spath = host_path
-            s_parent, s_name = resolve(host_root, os.path.abspath(host_path))
-            d_parent, d_name = resolve(root, ctr_path, follow_last=True)
+        if sref is not None:
+            s_parent, s_name = resolve(root, spath)
+            d_parent, d_name = resolve(host_root, os.path.abspath(dpath), follow_last=True)
         else:
-            spath = ctr_path
-            s_parent, s_name = resolve(root, ctr_path)
-            d_parent, d_name = resolve(host_root, os.path.abspath(host_path), follow_last=True)
+            s_parent, s_name = resolve(host_root, os.path.abspath(spath))
+            d_parent, d_name = resolve(root, dpath, follow_last=True)
         try:
             if not s_name:
                 raise UsageError("copying a whole root filesystem is not supported")

@@ -20,12 +20,16 @@ from pinnace._files import write_atomic
 from pinnace._jsonenc import dumps, loads
 from pinnace.config import RunOptions, build_spec, container_labels
 from pinnace.containers import TRASH_PREFIX, Store, new_id
-from pinnace.containers.runner import _etc_files, initial_record, prepare, shim_binary
+from pinnace.containers.runner import _etc_files, initial_record, join_netns, net_request_options, prepare, shim_binary
 from pinnace.errors import ExecError, SetupError
 from pinnace.images import Image
+from pinnace.network import Networks
+from pinnace.network import setup as netsetup
 
 SHIM_CONFIG = "shim.json"
 _SPAWN_LOCK = _thread.allocate_lock()
+#: the network options a container was made with, for ``start``
+NET_OPTIONS = "netopts.json"
 
 
 def _read_line(fd: int) -> bytes:
@@ -97,6 +101,18 @@ def _started(msg: dict | None, cid: str) -> int:
     return msg["pid"]
 
 
+def _exit_command(p, netreq) -> list[str] | None:
+    if netreq.mode != "bridge":
+        return None
+    return ["/bin/sh", os.path.join(p.dir, netsetup.DOWN_SCRIPT)]
+
+
+def warn(message: str) -> None:
+    import sys
+
+    sys.stderr.write(f"WARNING: {message}\n")
+
+
 def start_detached(store: Store, image: Image, opts: RunOptions, *, tty: bool = False,
                    console_size: tuple[int, int] | None = None, owner_pidfd: int = -1) -> tuple[str, int]:
     """Start a container that outlives the caller; returns (id, pid).
@@ -113,8 +129,10 @@ def start_detached(store: Store, image: Image, opts: RunOptions, *, tty: bool = 
     cid = new_id()
     p = store.paths(cid)
     hostname = opts.hostname or cid[:12]
+    nets = Networks(store.root, store.runroot)
+    netreq = netsetup.request(opts, image.config, nets)
     spec = build_spec(opts, image.config, image.layers, image.mounts, container_id=cid, rootfs=p.merged,
-                      upper=p.upper, work=p.work, etc_files=_etc_files(p.dir, opts.network),
+                      upper=p.upper, work=p.work, etc_files=_etc_files(p.dir, netreq.mode),
                       init_binary=shim_binary(store) if opts.init else None)
     if tty:
         spec["process"]["terminal"] = True
@@ -123,9 +141,18 @@ def start_detached(store: Store, image: Image, opts: RunOptions, *, tty: bool = 
     name = store.reserve_name(opts.name, cid)
     lock_fd = -1
     handed_over = False
+    net = None
     try:
         lock_fd = prepare(store, p, hostname, opts)
+        write_atomic(os.path.join(p.dir, NET_OPTIONS), dumps(dict(net_request_options(opts),
+                                                                   exposed=image.config.get("ExposedPorts"))))
+        net = netsetup.up(netreq, nets, store, cid, name, hostname, p.dir, image.config.get("ExposedPorts"))
+        if net.fd >= 0:
+            join_netns(spec, f"/proc/{os.getpid()}/fd/{net.fd}")
+        for w in netreq.warnings:
+            warn(w)
         state = initial_record(cid, name, image, opts, spec, p, hostname, labels)
+        state["NetworkSettings"] = net.settings
         state["HostConfig"]["LogConfig"] = {"Type": "k8s-file", "Path": p.log_file}
         state["LogPath"] = p.log_file
         if not opts.remove:
@@ -142,13 +169,18 @@ def start_detached(store: Store, image: Image, opts: RunOptions, *, tty: bool = 
             "remove": {"dir": p.dir, "trash": os.path.join(store.containers, TRASH_PREFIX + cid),
                        "name_link": os.path.join(store.names, name), "name_target": cid,
                        "files": [p.runtime_file]} if opts.remove else None,
+            "exit_command": _exit_command(p, netreq),
         }
         msg = _hand_over(shim, os.path.join(p.dir, SHIM_CONFIG), config, lock_fd, owner_pidfd)
         handed_over = msg is not None
         return cid, _started(msg, cid)
     finally:
+        if net is not None:
+            net.close()
         if lock_fd >= 0:
             os.close(lock_fd)
+        if not handed_over and net is not None and netreq.mode == "bridge":
+            netsetup.release(nets, store, cid)
         if not handed_over:
             # the shim never took the container: it is ours to remove
             store.release_name(name, cid)
@@ -172,14 +204,7 @@ def restart_detached(store: Store, cid: str) -> int:
     except FileNotFoundError:
         raise Conflict(f"container {cid[:12]} was not made to be started again "
                        "(only containers run with -d or created kept can be)") from None
-    lock_fd = os.open(p.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    import fcntl
-
-    try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(lock_fd)
-        raise Conflict(f"container {cid[:12]} is being started or stopped by another process") from None
+    lock_fd = store.try_lock(p)
     try:
         for stale in (p.exit_file,):
             try:
@@ -188,13 +213,47 @@ def restart_detached(store: Store, cid: str) -> int:
                 pass
         state = st
         state.pop("RestartCount", None)
-        state["State"] = {"Status": "running", "Running": True, "Pid": 0, "ExitCode": 0, "OOMKilled": False,
-                          "StartedAt": _now(), "FinishedAt": "", "Error": ""}
-        store.write_state(p, state)
-        config["runtime_record"] = {"path": p.runtime_file, "record": state}
-        return _started(_hand_over(shim_binary(store), config_path, config, lock_fd), cid)
+        nets = Networks(store.root, store.runroot)
+        # what an earlier run left (a shim that died could not give it back)
+        netsetup.release(nets, store, cid)
+        net = _network_again(store, nets, cid, state, config)
+        try:
+            state["State"] = {"Status": "running", "Running": True, "Pid": 0, "ExitCode": 0, "OOMKilled": False,
+                              "StartedAt": _now(), "FinishedAt": "", "Error": ""}
+            store.write_state(p, state)
+            config["runtime_record"] = {"path": p.runtime_file, "record": state}
+            msg = _hand_over(shim_binary(store), config_path, config, lock_fd)
+            if msg is None and net is not None:
+                netsetup.release(nets, store, cid)
+            return _started(msg, cid)
+        finally:
+            if net is not None:
+                net.close()
     finally:
         os.close(lock_fd)
+
+
+def _network_again(store: Store, nets: Networks, cid: str, state: dict, config: dict):
+    """A restarted container's network, made again from the options it was
+    run with (a new namespace, an address leased anew, as docker does)."""
+    p = store.paths(cid)
+    try:
+        with open(os.path.join(p.dir, NET_OPTIONS), "rb") as f:
+            saved = loads(f.read())
+    except FileNotFoundError:
+        return None
+    exposed = saved.pop("exposed", None)
+    opts = RunOptions(**saved)
+    netreq = netsetup.request(opts, {"ExposedPorts": exposed}, nets)
+    name = state.get("Name", "").lstrip("/")
+    hostname = (state.get("Config") or {}).get("Hostname") or cid[:12]
+    net = netsetup.up(netreq, nets, store, cid, name, hostname, p.dir, exposed)
+    spec = config["spec"]
+    if net.fd >= 0:
+        join_netns(spec, f"/proc/{os.getpid()}/fd/{net.fd}")
+    config["exit_command"] = _exit_command(p, netreq)
+    state["NetworkSettings"] = net.settings
+    return net
 
 
 def _now() -> str:

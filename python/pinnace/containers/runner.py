@@ -15,6 +15,8 @@ from pinnace._jsonenc import dumps
 from pinnace.config import RunOptions, build_spec, container_labels
 from pinnace.containers import Store, in_background, new_id, now
 from pinnace.images import Image
+from pinnace.network import Networks
+from pinnace.network import setup as netsetup
 
 
 class Outcome:
@@ -26,24 +28,26 @@ class Outcome:
             setattr(self, k, v)
 
 
-def _etc_files(p_dir: str, network: str) -> dict[str, str]:
-    """Per-container /etc files bound over the image's, as docker does."""
+def _etc_files(p_dir: str, mode: str) -> dict[str, str]:
+    """Per-container /etc files bound over the image's, as docker does
+    (``mode`` is the network request's: host, none or bridge)."""
     files = {"/etc/hostname": os.path.join(p_dir, "hostname")}
-    if network == "host":
+    if mode == "host":
         for f in ("/etc/hosts", "/etc/resolv.conf"):
             if os.path.exists(f):
                 files[f] = f
     else:
         files["/etc/hosts"] = os.path.join(p_dir, "hosts")
+        if mode == "bridge":
+            files["/etc/resolv.conf"] = os.path.join(p_dir, "resolv.conf")
     return files
 
 
-def _write_etc_files(p_dir: str, hostname: str, network: str) -> None:
-    with open(os.path.join(p_dir, "hostname"), "w") as f:
-        f.write(hostname + "\n")
-    if network != "host":
-        with open(os.path.join(p_dir, "hosts"), "w") as f:
-            f.write(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n")
+def join_netns(spec: dict, path: str) -> None:
+    """Point the spec's network namespace at one made beforehand."""
+    for ns in spec["linux"]["namespaces"]:
+        if ns["type"] == "network":
+            ns["path"] = path
 
 
 def shim_binary(store: Store) -> str:
@@ -53,10 +57,12 @@ def shim_binary(store: Store) -> str:
 
 
 def prepare(store: Store, p, hostname: str, opts: RunOptions) -> int:
-    """The container's directory (locked: returns the lock fd), its /etc files,
-    and missing bind sources made as directories, as docker makes them."""
+    """The container's directory (locked: returns the lock fd), its hostname
+    file (``network.setup.up`` writes hosts and resolv.conf), and missing
+    bind sources made as directories, as docker makes them."""
     lock_fd = store.create_dirs(p)
-    _write_etc_files(p.dir, hostname, opts.network)
+    with open(os.path.join(p.dir, "hostname"), "w") as f:
+        f.write(hostname + "\n")
     for v in opts.volumes:
         src = v.split(":")[0]
         if not os.path.lexists(src):
@@ -78,17 +84,40 @@ def initial_record(cid: str, name: str, image: Image, opts: RunOptions, spec: di
         "State": {"Status": "running", "Running": True, "Pid": 0, "ExitCode": 0, "OOMKilled": False,
                   "StartedAt": now(), "FinishedAt": "", "Error": ""},
         "Config": {"Tty": bool(opts.tty), "OpenStdin": bool(opts.interactive), "Hostname": hostname,
-                   "Env": spec["process"]["env"], "Cmd": opts.command,
-                   "WorkingDir": spec["process"]["cwd"], "User": opts.user or "", "Image": image.name,
+                   "Env": spec["process"]["env"],
+                   "Cmd": opts.command if opts.command else (image.config.get("Cmd") if opts.entrypoint is None else None),
+                   "StopSignal": image.config.get("StopSignal") or "SIGTERM",
+                   "WorkingDir": spec["process"]["cwd"], "User": opts.user or image.config.get("User") or "",
+                   "Image": image.name,
                    "Labels": labels, "ExposedPorts": image.config.get("ExposedPorts") or {},
                    "Entrypoint": opts.entrypoint if opts.entrypoint is not None else image.config.get("Entrypoint")},
         "GraphDriver": {"Name": "overlay", "Data": {"LowerDir": ":".join(image.layers), "UpperDir": p.upper,
                                                      "WorkDir": p.work, "MergedDir": p.merged}},
         "HostConfig": {"AutoRemove": opts.remove, "NetworkMode": opts.network, "ReadonlyRootfs": opts.read_only,
+                       "PortBindings": _port_bindings(opts), "PublishAllPorts": bool(opts.publish_all),
+                       "Dns": list(opts.dns), "DnsSearch": list(opts.dns_search), "DnsOptions": list(opts.dns_option),
+                       "ExtraHosts": list(opts.add_host) or None,
                        "Binds": list(opts.volumes), "CgroupParent": spec["linux"]["cgroupsPath"].rpartition("/")[0],
                        "CapAdd": list(opts.cap_add), "CapDrop": list(opts.cap_drop)},
         "CgroupPath": spec["linux"]["cgroupsPath"],
     }
+
+
+def _port_bindings(opts: RunOptions) -> dict:
+    from pinnace.network.setup import parse_publish
+
+    out: dict = {}
+    for spec in opts.publish:
+        for p in parse_publish(spec):
+            out.setdefault(f"{p['Port']}/{p['Proto']}", []).append(
+                {"HostIp": "" if p["HostIp"] == "0.0.0.0" else p["HostIp"], "HostPort": str(p["HostPort"] or "")})
+    return out
+
+
+def net_request_options(opts: RunOptions) -> dict:
+    """The options a network is made from, kept so ``start`` can make it again."""
+    return {k: getattr(opts, k) for k in ("network", "publish", "publish_all", "ip", "add_host", "dns",
+                                          "dns_search", "dns_option", "network_alias")}
 
 
 def run(
@@ -113,15 +142,25 @@ def run(
     background = background_removal and opts.remove
     hostname = opts.hostname or cid[:12]
     # The whole spec is built (and so validated) before anything exists on disk.
+    nets = Networks(store.root, store.runroot)
+    netreq = netsetup.request(opts, image.config, nets)
     spec = build_spec(opts, image.config, image.layers, image.mounts, container_id=cid, rootfs=p.merged,
-                      upper=p.upper, work=p.work, etc_files=_etc_files(p.dir, opts.network),
+                      upper=p.upper, work=p.work, etc_files=_etc_files(p.dir, netreq.mode),
                       init_binary=shim_binary(store) if opts.init else None)
     labels = container_labels(image.config.get("Labels"), opts.labels)
     name = store.reserve_name(opts.name, cid)
     lock_fd = -1
+    net = None
     try:
         lock_fd = prepare(store, p, hostname, opts)
+        net = netsetup.up(netreq, nets, store, cid, name, hostname, p.dir, image.config.get("ExposedPorts"))
+        if net.fd >= 0:
+            join_netns(spec, f"/proc/self/fd/{net.fd}")
         state = initial_record(cid, name, image, opts, spec, p, hostname, labels)
+        state["NetworkSettings"] = net.settings
+        if print_warnings:
+            for w in netreq.warnings:
+                sys.stderr.write(f"WARNING: {w}\n")
 
         if not opts.remove:
             store.write_state(p, state)
@@ -157,6 +196,10 @@ def run(
             store.clear_runtime(p)
         return Outcome(cid, name, pid, code, sig, out, err, timed_out, oom_killed, stats, warnings)
     finally:
+        if net is not None:
+            net.close()
+            if netreq.mode == "bridge":
+                netsetup.release(nets, store, cid)
         if opts.remove or not os.path.exists(p.state_file):
             store.release_name(name, cid)
             store.remove_dirs(p, background=background)
