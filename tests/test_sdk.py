@@ -254,13 +254,25 @@ def test_option_conversions():
     assert volume_list(["/a:/b"]) == ["/a:/b"]
     assert publish_list({"80/tcp": 8080, "53/udp": ("127.0.0.1", 5353), 22: None, "9000": [1, 2]}) \
         == ["8080:80/tcp", "127.0.0.1:5353:53/udp", "22", "1:9000", "2:9000"]
+    with pytest.raises(UsageError, match="privileged"):
+        pinnace.from_env().containers.run("host", ["true"], privileged=True)
+
+
+def test_ports_are_published_where_the_build_has_the_bridge_network(client):
     from pinnace.config import RunOptions
 
     if "publish" not in RunOptions.DEFAULTS:
         with pytest.raises(UsageError, match="bridge network"):
-            pinnace.from_env().containers.run("host", ["true"], ports={"80/tcp": 8080}, remove=True)
-    with pytest.raises(UsageError, match="privileged"):
-        pinnace.from_env().containers.run("host", ["true"], privileged=True)
+            client.containers.run("host", ["true"], ports={"80/tcp": 8080}, remove=True)
+        return
+    import urllib.request
+
+    server = "exec python3 -m http.server 8000 --directory /etc"
+    with client.containers.run("host", server, detach=True, ports={"8000/tcp": ("127.0.0.1", 18765)}) as c:
+        assert c.ports == {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18765"}]}
+        c.wait_for_http(8000, "/hostname", timeout=10)
+        with urllib.request.urlopen("http://127.0.0.1:18765/hostname", timeout=5) as r:
+            assert r.read() == (c.short_id + "\n").encode()
 
 
 def test_module_exports_are_lazy():
