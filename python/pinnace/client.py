@@ -243,15 +243,7 @@ def _run_options(kwargs: dict, volumes, ports) -> dict:
     if volumes:
         options["volumes"] = volume_list(volumes)
     if ports:
-        publish = publish_list(ports)
-        from pinnace.config import RunOptions
-
-        if "publish" not in RunOptions.DEFAULTS:
-            # TODO(issue 7): drop this check once the bridge network (and with it the
-            # `publish` run option) is in this branch; publish_list already has the shape.
-            raise UsageError(f"ports={dict(ports)!r}: publishing ports needs the bridge network, "
-                             "which this build does not have")
-        options["publish"] = publish
+        options["publish"] = publish_list(ports)
     return options
 
 
