@@ -258,7 +258,10 @@ mod python {
         }
         py.detach(|| {
             std::fs::DirBuilder::new().recursive(true).mode(0o755).create(&dir)?;
-            let tmp = dir.join(format!(".pinnace-shim-{SHIM_HASH}.tmp-{}", std::process::id()));
+            // unique per call: threads of one process may write it at once
+            static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tmp = dir.join(format!(".pinnace-shim-{SHIM_HASH}.tmp-{}-{n}", std::process::id()));
             let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o755).open(&tmp)?;
             f.write_all(SHIM)?;
             drop(f);

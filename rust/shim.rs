@@ -60,6 +60,10 @@ pub struct Config {
     /// container runs, before the ready line; removed when it exits.
     pub runtime_record: Option<(PathBuf, Value)>,
     pub remove: Option<Removal>,
+    /// An inherited pidfd of the process that owns the container (a test
+    /// session): when that process exits, however it exits, the container is
+    /// killed, and so ends (and is removed, with `remove`) as if stopped.
+    pub owner_pidfd: Option<RawFd>,
     /// A command run once the container has ended (and when it failed to
     /// start), before the container is removed and the lock let go: what
     /// gives back the container's network (firewall elements, leases).
@@ -134,6 +138,7 @@ impl Config {
             tty: v.get("tty").and_then(Value::as_bool).unwrap_or(false),
             console_size,
             remove,
+            owner_pidfd: fd(&v, "owner_pidfd")?,
         })
     }
 }
@@ -324,6 +329,33 @@ fn launch(cfg: &Config) -> Result<spawn::Container, (String, i32)> {
     Ok(c)
 }
 
+/// A thread that waits for the owner (readable pidfd: it exited) and then
+/// kills the container's first process, which takes its whole pid namespace
+/// along; `supervise` then sees the end as for any other.
+fn kill_when_owner_exits(owner: RawFd, pid: i32) {
+    // a pidfd now, while the container cannot yet have been reaped
+    let target = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as RawFd;
+    if target < 0 {
+        return;
+    }
+    set_cloexec(target);
+    let spawned = std::thread::Builder::new().stack_size(64 << 10).spawn(move || loop {
+        let mut p = libc::pollfd { fd: owner, events: libc::POLLIN, revents: 0 };
+        let r = unsafe { libc::poll(&mut p, 1, -1) };
+        if r > 0 {
+            unsafe { libc::syscall(libc::SYS_pidfd_send_signal, target, libc::SIGKILL, std::ptr::null::<libc::c_void>(), 0) };
+            return;
+        }
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return;
+        }
+    });
+    if spawned.is_err() {
+        // no watcher: at worst the container outlives its owner until a sweep
+        unsafe { libc::close(target) };
+    }
+}
+
 /// Log records are gathered up to this size before a write.
 const LOG_FLUSH: usize = 8192;
 /// How much output one read takes.
@@ -343,6 +375,9 @@ pub fn main(args: &[String]) -> i32 {
         }
     };
     set_cloexec(cfg.ready_fd);
+    if let Some(fd) = cfg.owner_pidfd {
+        set_cloexec(fd);
+    }
     // Fork once so that the caller can reap its child at once, and the shim
     // is adopted by init (or the caller's subreaper) instead.
     match unsafe { libc::fork() } {
@@ -365,6 +400,9 @@ pub fn main(args: &[String]) -> i32 {
     // up used of the stack lies below this one when `shed` gives it back.
     match setup(cfg) {
         Ok(running) => {
+            if let Some(fd) = running.cfg.owner_pidfd {
+                kill_when_owner_exits(fd, running.c.pid);
+            }
             shed();
             supervise(running)
         }
@@ -584,13 +622,14 @@ mod tests {
     fn config_parses() {
         let c = Config::parse(
             r#"{"spec": {"ociVersion": "1.0.2"}, "log_path": "/c/ctr.log", "exit_path": "/c/exit.json",
-                "lock_dir": "/c", "lock_fd": 5, "ready_fd": 4, "tty": true, "console_size": [24, 80],
+                "lock_dir": "/c", "lock_fd": 5, "ready_fd": 4, "tty": true, "console_size": [24, 80], "owner_pidfd": 6,
                 "remove": {"dir": "/c", "trash": "/.trash-c", "name_link": "/n/x", "name_target": "c",
                            "files": ["/run/c.json"]}}"#,
         )
         .unwrap();
         assert_eq!(c.spec, SpecSource::Inline(r#"{"ociVersion":"1.0.2"}"#.into()));
         assert_eq!((c.lock_fd, c.ready_fd, c.tty, c.console_size), (Some(5), 4, true, Some((24, 80))));
+        assert_eq!(c.owner_pidfd, Some(6));
         let r = c.remove.unwrap();
         assert_eq!(r.name_link, Some(PathBuf::from("/n/x")));
         assert_eq!(r.files, vec![PathBuf::from("/run/c.json")]);
@@ -609,7 +648,7 @@ mod tests {
 
         let c = Config::parse(r#"{"spec_path": "/b/config.json", "log_path": "l", "exit_path": "e", "lock_dir": "d", "ready_fd": 3}"#).unwrap();
         assert_eq!(c.spec, SpecSource::Path("/b/config.json".into()));
-        assert_eq!((c.lock_fd, c.tty, c.console_size, c.remove), (None, false, None, None));
+        assert_eq!((c.lock_fd, c.tty, c.console_size, c.remove, c.owner_pidfd), (None, false, None, None, None));
     }
 
     #[test]

@@ -9,7 +9,7 @@ import pytest
 
 import pinnace
 from conftest import PINNACE, pn
-from pinnace.errors import Conflict, ContainerNotFound
+from pinnace.errors import Conflict, ContainerNotFound, ExecTimeout
 
 
 @pytest.fixture
@@ -38,7 +38,8 @@ def test_exec_run_unpacks_like_docker_py_and_demuxes(running):
     r = c.exec_run(["sh", "-c", "echo out; echo err >&2"], demux=True)
     assert r.output == (b"out\n", b"err\n")
     assert c.exec_run(["cat"], input=b"piped").output == b"piped"
-    assert c.exec_run(["sleep", "10"], timeout=0.3).timed_out
+    with pytest.raises(ExecTimeout):
+        c.exec_run(["sleep", "10"], timeout=0.3)
 
 
 def test_attrs_top_list_and_stop(running):

@@ -3,6 +3,9 @@
 >>> import pinnace
 >>> pinnace.run("host", ["echo", "hi"]).stdout
 b'hi\\n'
+>>> client = pinnace.from_env()             # docker-py's shape
+>>> client.containers.run("host", ["echo", "hi"], remove=True)
+b'hi\\n'
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ TYPE_CHECKING = False  # not `from typing import ...`: typing costs the CLI ~10 
 
 __version__ = "0.1.0"
 
-__all__ = ["run", "stats", "pull", "images", "container", "list_containers", "Container", "RunResult", "errors",
-           "__version__"]
+__all__ = ["run", "stats", "pull", "images", "container", "list_containers", "Container", "ExecResult", "RunResult",
+           "from_env", "Client", "errors", "wait", "__version__"]
 
 if TYPE_CHECKING:
     from pinnace import errors
-    from pinnace.api import Container, RunResult, container, images, list_containers, pull, run, stats
+    from pinnace import wait
+    from pinnace.api import Container, ExecResult, RunResult, container, images, list_containers, pull, run, stats
+    from pinnace.client import Client, from_env
 
 
 def __getattr__(name: str):
@@ -26,10 +31,18 @@ def __getattr__(name: str):
         import pinnace.images
 
         return pinnace.images
-    if name in ("run", "stats", "pull", "RunResult", "container", "list_containers", "Container"):
+    if name in ("run", "stats", "pull", "RunResult", "container", "list_containers", "Container", "ExecResult"):
         from pinnace import api
 
         return getattr(api, name)
+    if name in ("from_env", "Client"):
+        from pinnace import client
+
+        return getattr(client, name)
+    if name == "wait":
+        import pinnace.wait
+
+        return pinnace.wait
     if name == "errors":
         # `import pinnace.errors`, not `from pinnace import errors`: the latter
         # asks this very function first and recurses

@@ -21,8 +21,11 @@ def run(
     timeout: float | None = None,
     die_with_parent: bool = True,
     on_spawn: Callable[[int, list[str]], object] | None = None,
+    keep_cgroup: bool = False,
 ) -> tuple[int, ExitTuple]:
-    """Create, start and wait for a container: (pid, (code, signal, out, err, timed_out))."""
+    """Create, start and wait for a container: (pid, (code, signal, out, err, timed_out,
+    oom_killed, stats, warnings)). ``on_spawn(pid, warnings)`` runs as soon as the process
+    exists; with ``keep_cgroup`` the emptied cgroup is left for ``cgroup_destroy``."""
 
 class Process:
     pid: int

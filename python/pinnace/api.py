@@ -74,9 +74,22 @@ def run(
     command cannot run and :class:`pinnace.errors.PinnaceError` subclasses
     for everything else that fails before it runs.
     """
+    from pinnace.containers.runner import run as run_container
+
+    store, img, opts = _prepare(image, command, rootfs, env, remove, root, runroot, options)
+    if isinstance(input, str):
+        input = input.encode()
+    out = run_container(store, img, opts, input=input, timeout=timeout,
+                        stdin=-1 if input is not None else -2, background_removal=True)
+    return RunResult(out.id, out.name, out.exit_code, out.stdout, out.stderr, out.signal, out.timed_out,
+                     out.oom_killed, out.stats, out.warnings)
+
+
+def _prepare(image, command, rootfs, env, remove: bool, root: str | None, runroot: str | None,
+             options: dict) -> tuple:
+    """(store, image, RunOptions) for a run, from ``pinnace.run``'s arguments."""
     from pinnace import images
     from pinnace.containers import Store
-    from pinnace.containers.runner import run as run_container
     from pinnace.errors import UsageError
 
     pull_policy = options.pop("pull", "missing")
@@ -91,20 +104,14 @@ def run(
     if isinstance(options.get("entrypoint"), str):
         options["entrypoint"] = [options["entrypoint"]]
     opts = RunOptions(command=list(command) if command else None, env=env_list(env), remove=remove, **options)
-    root = root or default_root()
-    store = Store(root, runroot or default_runroot())
+    store = Store(root or default_root(), runroot or default_runroot())
     if rootfs is not None:
         img = images.from_rootfs(rootfs)
     elif image is None:
         raise UsageError("give an image or rootfs")
     else:
-        img = images.for_run(image, root, pull_policy, platform)
-    if isinstance(input, str):
-        input = input.encode()
-    out = run_container(store, img, opts, input=input, timeout=timeout,
-                        stdin=-1 if input is not None else -2, background_removal=True)
-    return RunResult(out.id, out.name, out.exit_code, out.stdout, out.stderr, out.signal, out.timed_out,
-                     out.oom_killed, out.stats, out.warnings)
+        img = images.for_run(image, store.root, pull_policy, platform)
+    return store, img, opts
 
 
 def pull(reference: str, *, platform: str | None = None, tls_verify: bool | None = None,
@@ -154,12 +161,17 @@ def stats(container: str, *, interval: float = 0.5, root: str | None = None, run
 
 
 class Container:
-    """A container in the store, by id: the lifecycle verbs of the CLI as
-    methods. ``with`` removes it (force) on the way out, however that is.
+    """A container in the store, by id: the lifecycle verbs of the CLI, and
+    docker-py's ``Container`` methods. ``with`` removes it (force) on the way
+    out, however that is.
 
-    >>> c = pinnace.container("web")
-    >>> c.exec_run(["cat", "/etc/hostname"]).exit_code
-    0
+    Attributes are read when asked (``status``, ``attrs``), never cached, so
+    ``reload()`` exists only for code written for docker-py.
+
+    >>> import pinnace
+    >>> with pinnace.from_env().containers.run("host", "sleep infinity", detach=True) as c:
+    ...     c.exec_run("echo hi").output
+    b'hi\\n'
     """
 
     def __init__(self, id: str, *, root: str | None = None, runroot: str | None = None):
@@ -167,31 +179,73 @@ class Container:
 
         self._store = Store(root or default_root(), runroot or default_runroot())
         self.id = self._store.resolve(id)
+        self._name: str | None = None
 
-    @property
-    def attrs(self) -> dict:
-        """``docker inspect``'s view of it, read now."""
-        from pinnace.cli.lifecycle import inspect_container
+    @classmethod
+    def _known(cls, store, cid: str, name: str | None = None) -> "Container":
+        """One the caller has just made or listed: no lookup."""
+        c = cls.__new__(cls)
+        c._store, c.id, c._name = store, cid, name
+        return c
+
+    def _state(self) -> dict:
         from pinnace.errors import ContainerNotFound
 
         st = self._store.state(self.id)
         if st is None:
             raise ContainerNotFound(f"no such container: {self.id[:12]}")
-        return inspect_container(st)
+        return st
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def attrs(self) -> dict:
+        """``docker inspect``'s view of it, read now."""
+        from pinnace.cli.lifecycle import inspect_container
+
+        return inspect_container(self._state())
+
+    def reload(self) -> None:
+        """Check it still exists (raises ``ContainerNotFound``); attributes are always current."""
+        self._state()
 
     @property
     def name(self) -> str:
-        return self.attrs["Name"].lstrip("/")
+        if self._name is None:
+            self._name = self._state().get("Name", "").lstrip("/")
+        return self._name
 
     @property
     def status(self) -> str:
         """created, running or exited."""
-        return self.attrs["State"]["Status"]
+        return self._state()["State"]["Status"]
 
-    def kill(self, signal: str | int = "KILL") -> None:
+    @property
+    def labels(self) -> dict[str, str]:
+        return (self._state().get("Config") or {}).get("Labels") or {}
+
+    @property
+    def ports(self) -> dict:
+        """Published ports as docker-py shows them (``{"80/tcp": [{"HostIp": ..., "HostPort": ...}]}``);
+        {} when none."""
+        return (self.attrs.get("NetworkSettings") or {}).get("Ports") or {}
+
+    def start(self) -> None:
+        """Start a stopped detached container again, with the same root filesystem."""
+        from pinnace.containers.detached import restart_detached
+
+        restart_detached(self._store, self.id)
+
+    def restart(self, timeout: float = 10) -> None:
+        self.stop(timeout)
+        self.start()
+
+    def kill(self, signal: str | int | None = "KILL") -> None:
         from pinnace.containers import control
 
-        control.kill(self._store, self.id, signal)
+        control.kill(self._store, self.id, signal or "KILL")
 
     def stop(self, timeout: float = 10) -> None:
         """The stop signal, then SIGKILL for everything in it after ``timeout`` s."""
@@ -199,61 +253,287 @@ class Container:
 
         control.stop(self._store, self.id, timeout)
 
-    def wait(self, timeout: float | None = None) -> dict:
-        """Until it stops: ``{"StatusCode": exit code}`` as docker-py returns it.
-        Raises TimeoutError after ``timeout`` seconds."""
+    def wait(self, timeout: float | None = None, condition: str | None = None) -> dict:
+        """Until it stops: ``{"StatusCode": exit code, "Error": None}`` as
+        docker-py returns it. Raises TimeoutError after ``timeout`` seconds."""
         from pinnace.containers import control
 
         if not control.wait_owner(self._store, self.id, timeout):
             raise TimeoutError(f"container {self.id[:12]} still running after {timeout} s")
         return {"StatusCode": control.wait(self._store, self.id), "Error": None}
 
-    def exec_run(self, cmd: str | Iterable[str], *, env: Iterable[str] | Mapping[str, str] | None = None,
-                 workdir: str | None = None, user: str | None = None, privileged: bool = False,
-                 input: bytes | None = None, timeout: float | None = None, detach: bool = False,
-                 demux: bool = False) -> "ExecResult":
-        """Run ``cmd`` inside it (all its namespaces, its cgroup). Returns
-        ``ExecResult(exit_code, output)``; ``output`` is stdout and stderr
-        together, or with ``demux`` a ``(stdout, stderr)`` pair."""
+    def exec_run(self, cmd: str | Iterable[str], stdout: bool = True, stderr: bool = True, stdin: bool = False,
+                 tty: bool = False, privileged: bool = False, user: str = "", detach: bool = False,
+                 stream: bool = False, socket: bool = False,
+                 environment: Iterable[str] | Mapping[str, str] | None = None, workdir: str | None = None,
+                 demux: bool = False, timeout: float | None = None, *,
+                 env: Iterable[str] | Mapping[str, str] | None = None, input: bytes | None = None) -> "ExecResult":
+        """Run ``cmd`` inside it (all its namespaces, its cgroup), docker-py's way.
+
+        Returns ``ExecResult(exit_code, output)``: ``output`` is stdout and
+        stderr together (bytes), with ``demux`` a ``(stdout, stderr)`` pair;
+        with ``stream`` an iterator of chunks as they come (pairs with
+        ``demux``) and ``exit_code`` None; with ``detach`` both None. A
+        string ``cmd`` runs under ``/bin/sh -c``. ``input`` (bytes) is fed to
+        its stdin. ``timeout`` (seconds) kills it and raises
+        :class:`pinnace.errors.ExecTimeout`, which carries the output so far.
+        ``tty`` runs it on a terminal (one output stream, CR LF line ends).
+
+        >>> c.exec_run(["sh", "-c", "echo out; echo err >&2"], demux=True)
+        ExecResult(exit_code=0, output=(b'out\\n', b'err\\n'))
+        """
         from pinnace import _core
         from pinnace.containers.exec import exec_in
+        from pinnace.errors import UsageError
 
+        if socket or (tty and (stream or detach)):
+            raise UsageError("exec_run with socket, or tty with stream or detach, is not supported yet: "
+                             "use `pinnace exec -it`")
         if isinstance(cmd, str):
             cmd = ["/bin/sh", "-c", cmd]
-        r = exec_in(self._store, self.id, list(cmd), env=env_list(env), workdir=workdir, user=user,
-                    privileged=privileged, input=input, timeout=timeout, detach=detach,
-                    stdin=_core.PIPE if input is not None else _core.DEVNULL,
-                    stdout=_core.DEVNULL if detach else _core.PIPE, stderr=_core.DEVNULL if detach else _core.PIPE)
+        cmd = list(cmd)
+        kw = dict(env=env_list(environment if environment is not None else env), workdir=workdir,
+                  user=user or None, privileged=privileged)
+        if tty:
+            return self._exec_tty(cmd, kw, timeout)
+        if stream and not detach:
+            return ExecResult(None, self._exec_stream(cmd, kw, stdout, stderr, demux, timeout))
+        out_fd = _core.DEVNULL if detach or not stdout else _core.PIPE
+        err_fd = _core.DEVNULL if detach or not stderr else _core.PIPE
+        r = exec_in(self._store, self.id, cmd, input=input, timeout=timeout, detach=detach,
+                    stdin=_core.PIPE if input is not None else _core.DEVNULL, stdout=out_fd, stderr=err_fd, **kw)
         if detach:
             return ExecResult(None, None, r.pid)
         out = (r.stdout, r.stderr) if demux else (r.stdout or b"") + (r.stderr or b"")
-        return ExecResult(r.exit_code, out, r.pid, r.timed_out)
+        if r.timed_out:
+            raise self._exec_timeout(cmd, timeout, out)
+        return ExecResult(r.exit_code, out, r.pid)
 
-    def logs(self, *, stdout: bool = True, stderr: bool = True, tail: int | None = None,
-             since: str | float | None = None, timestamps: bool = False, follow: bool = False):
+    def _exec_timeout(self, cmd: list[str], timeout: float | None, output) -> Exception:
+        from pinnace.errors import ExecTimeout
+
+        return ExecTimeout(f"exec {cmd!r} in container {self.id[:12]} still running after {timeout} s: killed",
+                           output)
+
+    def _exec_tty(self, cmd: list[str], kw: dict, timeout: float | None) -> "ExecResult":
+        """``cmd`` on a new terminal (its output as a terminal writes it, CR LF
+        line ends and all, as docker's)."""
+        import os
+        import threading
+
+        from pinnace.containers.exec import exec_in
+
+        master, slave = os.openpty()
+        chunks: list[bytes] = []
+
+        def pump() -> None:
+            while True:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: every process holding the terminal has closed it
+                    return
+                if not data:
+                    return
+                chunks.append(data)
+
+        reader = threading.Thread(target=pump, name="pinnace-exec-tty", daemon=True)
+        reader.start()
+        try:
+            r = exec_in(self._store, self.id, cmd, stdin=slave, stdout=slave, stderr=slave, tty=True,
+                        timeout=timeout, **kw)
+        finally:
+            os.close(slave)
+            # a process it left behind may hold the terminal: do not wait on it for long
+            reader.join(timeout=1)
+            os.close(master)
+        out = b"".join(chunks)
+        if r.timed_out:
+            raise self._exec_timeout(cmd, timeout, out)
+        return ExecResult(r.exit_code, out, r.pid)
+
+    def _exec_stream(self, cmd: list[str], kw: dict, stdout: bool, stderr: bool, demux: bool,
+                     timeout: float | None):
+        """Start ``cmd`` with its output on pipes of ours; the generator reading them."""
+        import os
+
+        from pinnace import _core
+        from pinnace.containers.exec import exec_in
+
+        # demux: a pipe per stream; else one both write to, so their order is kept
+        pipes = [os.pipe() if on else None for on in ((stdout, stderr) if demux else (stdout or stderr,))]
+        ends = [p[1] if p else _core.DEVNULL for p in pipes]
+        fds = ends if demux else [ends[0] if stdout else _core.DEVNULL, ends[0] if stderr else _core.DEVNULL]
+        try:
+            r = exec_in(self._store, self.id, cmd, detach=True, stdout=fds[0], stderr=fds[1], **kw)
+        except BaseException:
+            for p in pipes:
+                if p:
+                    os.close(p[0])
+            raise
+        finally:
+            for p in pipes:
+                if p:
+                    os.close(p[1])
+        try:
+            pidfd = os.pidfd_open(r.pid)
+        except OSError:
+            pidfd = -1
+        readers = {p[0]: i for i, p in enumerate(pipes) if p}
+        return _stream_output(readers, pidfd, demux, timeout, f"exec {cmd!r} in container {self.id[:12]}")
+
+    def logs(self, stdout: bool = True, stderr: bool = True, stream: bool = False, timestamps: bool = False,
+             tail: int | str = "all", since: str | float | None = None, follow: bool | None = None,
+             until: str | float | None = None):
         """Its output (detached containers keep a log): bytes, or with
-        ``follow`` an iterator of chunks until it stops."""
+        ``stream`` an iterator of lines, which with ``follow`` (the default
+        when streaming) goes on until the container stops."""
         from pinnace.containers.logs import lines, parse_since
         from pinnace.errors import UsageError
 
-        st = self._store.state(self.id) or {}
+        st = self._state()
         path = st.get("LogPath")
         if not path:
             raise UsageError(f"container {self.id[:12]} has no log (only detached containers keep one)")
+        follow = stream if follow is None else follow
         streams = {s for s, on in (("stdout", stdout), ("stderr", stderr)) if on}
-        since_t = parse_since(since) if isinstance(since, str) else since
+        since_t = parse_since(since) if isinstance(since, str) else _timestamp(since)
+        until_t = parse_since(until) if isinstance(until, str) else _timestamp(until)
         p = self._store.paths(self.id)
-        it = (data for stream, data in lines(path, tail=tail, since=since_t, timestamps=timestamps,
-                                              follow_while=(lambda: self._store.owner_alive(p)) if follow else None)
-              if stream in streams)
-        return it if follow else b"".join(it)
+        it = (data for s, data in lines(path, tail=None if tail == "all" else int(tail), since=since_t,
+                                         until=until_t, timestamps=timestamps,
+                                         follow_while=(lambda: self._store.owner_alive(p)) if follow else None)
+              if s in streams)
+        return it if stream else b"".join(it)
+
+    def stats(self, stream: bool = False, decode: bool | None = None, interval: float = 0.5):
+        """Resource usage as ``pinnace.stats`` gives it (CPU % over
+        ``interval`` s, memory, pids, block I/O, the raw cgroup counters);
+        with ``stream`` an iterator of readings until it stops."""
+        from pinnace.containers.stats import stats as read
+        from pinnace.errors import Conflict
+
+        def one() -> dict | None:
+            rows = read(self._store, [self.id], interval)
+            return rows[0] if rows else None
+
+        if stream:
+            return iter(one, None)
+        row = one()
+        if row is None:
+            raise Conflict(f"container {self.id[:12]} is not running")
+        return row
+
+    def put_archive(self, path: str, data) -> bool:
+        """Unpack a tar archive (bytes or a binary file object) into the
+        directory ``path`` in the running container, as docker-py does.
+        Entries that would land outside it are refused (tarfile's ``data``
+        filter); the copy in is done with every path looked up inside the
+        container's root."""
+        import io
+        import os
+        import stat
+        import tarfile
+        import tempfile
+
+        from pinnace.containers import cp
+        from pinnace.errors import UsageError
+
+        if not stat.S_ISDIR(self._stat(path).st_mode):
+            raise UsageError(f"put_archive: {path} in container {self.id[:12]} is not a directory")
+        fileobj = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
+        with tempfile.TemporaryDirectory(prefix="pinnace-put-") as tmp:
+            with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
+                tar.extractall(tmp, filter="data")
+            for entry in os.listdir(tmp):
+                cp.copy_in(self._store, self.id, os.path.join(tmp, entry), path)
+        return True
+
+    def get_archive(self, path: str, chunk_size: int = 2 << 20, encode_stream: bool = False):
+        """``(chunks, stat)``: a tar archive of ``path`` in the running
+        container (an iterator of bytes) and docker's stat of it (``name``,
+        ``size``, ``mode``, ``mtime``, ``linkTarget``)."""
+        import io
+        import os
+        import tarfile
+        import tempfile
+        import time
+
+        from pinnace.containers import cp
+
+        st = self._stat(path)
+        name = os.path.basename(path.rstrip("/")) or "/"
+        buf = io.BytesIO()
+        with tempfile.TemporaryDirectory(prefix="pinnace-get-") as tmp:
+            cp.copy_out(self._store, self.id, path, os.path.join(tmp, name))
+            with tarfile.open(fileobj=buf, mode="w") as tar:
+                tar.add(os.path.join(tmp, name), arcname=name)
+        data = buf.getvalue()
+        info = {"name": name, "size": st.st_size, "mode": st.st_mode,
+                "mtime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(st.st_mtime)), "linkTarget": ""}
+        return (data[i:i + chunk_size] for i in range(0, len(data), chunk_size)), info
+
+    def _stat(self, path: str):
+        from pinnace.containers import cp
+        from pinnace.errors import UsageError
+
+        try:
+            return cp.stat_path(self._store, self.id, path)
+        except FileNotFoundError:
+            raise UsageError(f"no such file or directory in container {self.id[:12]}: {path}") from None
+
+    def write_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
+        """Make ``path`` in the running container a file holding ``data``
+        (its directory must exist).
+
+        >>> c.write_file("/tmp/greeting", "hi\\n"); c.read_file("/tmp/greeting")
+        b'hi\\n'
+        """
+        from pinnace.containers import cp
+
+        cp.write_file(self._store, self.id, path, data.encode() if isinstance(data, str) else bytes(data), mode)
+
+    def read_file(self, path: str) -> bytes:
+        """The content of the file ``path`` in the running container."""
+        from pinnace.containers import cp
+
+        return cp.read_file(self._store, self.id, path)
+
+    # -- readiness: see pinnace.wait -------------------------------------------
+
+    def wait_for_log(self, pattern, timeout: float = 30, *, stdout: bool = True, stderr: bool = True) -> str:
+        """Until a line of its output matches ``pattern`` (a str found as is,
+        or a compiled regex); the line. See :func:`pinnace.wait.wait_for_log`."""
+        from pinnace.wait import wait_for_log
+
+        return wait_for_log(self, pattern, timeout, stdout=stdout, stderr=stderr)
+
+    def wait_for_port(self, port: int, timeout: float = 30, *, host: str = "127.0.0.1") -> None:
+        """Until a TCP connect to ``port`` succeeds inside its network namespace."""
+        from pinnace.wait import wait_for_port
+
+        wait_for_port(self, port, timeout, host=host)
+
+    def wait_for_http(self, port: int, path: str = "/", status: int = 200, timeout: float = 30, *,
+                      host: str = "127.0.0.1") -> None:
+        """Until ``GET path`` on ``port`` (inside its network namespace) answers ``status``."""
+        from pinnace.wait import wait_for_http
+
+        wait_for_http(self, port, path, status, timeout, host=host)
+
+    def wait_for_command(self, cmd: str | Iterable[str], timeout: float = 30) -> "ExecResult":
+        """Until ``cmd`` exec'd in it exits 0; its result."""
+        from pinnace.wait import wait_for_command
+
+        return wait_for_command(self, cmd, timeout)
 
     def top(self) -> list[tuple[str, ...]]:
         from pinnace.containers import control
 
         return control.top(self._store, self.id)
 
-    def remove(self, force: bool = False) -> None:
+    def remove(self, force: bool = False, v: bool = False, link: bool = False) -> None:
+        """Remove it (``force``: kill it first if it runs). ``v`` and ``link``
+        are accepted for docker-py's sake: pinnace has no anonymous volumes or links."""
         self._store.remove(self.id, force=force)
 
     def __enter__(self) -> "Container":
@@ -267,8 +547,65 @@ class Container:
         except ContainerNotFound:
             pass
 
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Container) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
     def __repr__(self) -> str:
         return f"<Container {self.id[:12]}>"
+
+
+def _timestamp(t) -> float | None:
+    """A datetime or a Unix time (docker-py's since/until) as a Unix time."""
+    if t is None or isinstance(t, (int, float)):
+        return t
+    return t.timestamp()
+
+
+def _stream_output(readers: dict[int, int], pidfd: int, demux: bool, timeout: float | None, what: str):
+    """Chunks from the pipes ``readers`` (fd -> 0 stdout, 1 stderr) until
+    all are closed; past ``timeout`` the process behind ``pidfd`` is killed
+    and ExecTimeout raised."""
+    import os
+    import select
+    import signal
+    import time
+
+    from pinnace.errors import ExecTimeout
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    poller = select.poll()
+    for fd in readers:
+        poller.register(fd, select.POLLIN)
+    try:
+        while readers:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                if pidfd >= 0:
+                    try:
+                        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    # gone (readable pidfd) before the caller hears of it
+                    select.select([pidfd], [], [], 1.0)
+                raise ExecTimeout(f"{what} still running after {timeout} s: killed")
+            for fd, _ in poller.poll(None if left is None else max(1, int(left * 1000))):
+                data = os.read(fd, 65536)
+                if not data:
+                    poller.unregister(fd)
+                    os.close(fd)
+                    del readers[fd]
+                elif demux:
+                    yield (data, None) if readers[fd] == 0 else (None, data)
+                else:
+                    yield data
+    finally:
+        for fd in readers:
+            os.close(fd)
+        if pidfd >= 0:
+            os.close(pidfd)
 
 
 class ExecResult:
@@ -291,14 +628,17 @@ def container(name_or_id: str, *, root: str | None = None, runroot: str | None =
     return Container(name_or_id, root=root, runroot=runroot)
 
 
-def list_containers(*, all: bool = False, root: str | None = None, runroot: str | None = None) -> list[Container]:
-    """Running containers (with ``all``, stopped ones too), newest first.
+def list_containers(*, all: bool = False, filters: Iterable[str] = (), root: str | None = None,
+                    runroot: str | None = None) -> list[Container]:
+    """Running containers (with ``all``, stopped ones too), newest first;
+    ``filters`` as ``pinnace ps --filter`` takes them (``label=k=v``, ...).
     (Not ``pinnace.containers``: that name is the package of the store.)"""
     from pinnace.containers import Store
 
-    store = Store(root or default_root(), runroot or default_runroot())
-    rows = [st for st in (store.state(i) for i in store.ids()) if st]
-    if not all:
-        rows = [r for r in rows if (r.get("State") or {}).get("Running")]
-    rows.sort(key=lambda r: r.get("Created", ""), reverse=True)
-    return [Container(r["Id"], root=store.root, runroot=store.runroot) for r in rows]
+    return _list(Store(root or default_root(), runroot or default_runroot()), all, filters)
+
+
+def _list(store, all: bool, filters: Iterable[str]) -> list[Container]:
+    from pinnace.containers.filters import select
+
+    return [Container._known(store, r["Id"], r.get("Name", "").lstrip("/")) for r in select(store, all, filters)]

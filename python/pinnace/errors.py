@@ -64,6 +64,34 @@ class Conflict(PinnaceError):
     """A name already in use, or an operation the container's state forbids."""
 
 
+class ContainerError(PinnaceError):
+    """A container's command exited non-zero (docker-py's ``ContainerError``):
+    ``exit_status``, ``stderr`` (bytes), ``command``, ``image``, ``container``
+    (kept containers only, else None)."""
+
+    def __init__(self, container, exit_status: int, command, image: str, stderr: bytes | None):
+        self.container, self.exit_status, self.command, self.image = container, exit_status, command, image
+        self.stderr = stderr
+        err = f": {stderr.decode('utf-8', 'replace').strip()}" if stderr else ""
+        super().__init__(f"command {command!r} in image {image!r} returned non-zero exit status {exit_status}{err}",
+                         exit_status)
+
+
+class ExecTimeout(PinnaceError, TimeoutError):
+    """An exec ran past its ``timeout`` and was killed; ``output`` holds what
+    it wrote until then (bytes, or a (stdout, stderr) pair with ``demux``)."""
+
+    def __init__(self, message: str, output=None):
+        super().__init__(message)
+        self.output = output
+
+
+class NotReady(PinnaceError, TimeoutError):
+    """A readiness wait (``wait_for_log``, ``wait_for_port``, ...) reached its
+    deadline, or the container stopped first; the message says what never
+    became ready and what was seen last."""
+
+
 __all__ = [
     "PinnaceError",
     "UsageError",
@@ -77,4 +105,7 @@ __all__ = [
     "ContainerNotFound",
     "NetworkNotFound",
     "Conflict",
+    "ContainerError",
+    "ExecTimeout",
+    "NotReady",
 ]

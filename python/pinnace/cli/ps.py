@@ -30,31 +30,6 @@ def _status(st: dict) -> str:
     return f"Exited ({s.get('ExitCode', 0)}) {_ago(s.get('FinishedAt') or s.get('StartedAt', ''))}".rstrip()
 
 
-def _filter(spec: str):
-    """``key=value`` -> (key, predicate on a record), with docker's meanings."""
-    from pinnace.errors import UsageError
-
-    key, eq, value = spec.partition("=")
-    if not eq and key != "label":
-        raise UsageError(f"invalid filter {spec!r}: expected KEY=VALUE")
-    if key == "name":
-        return key, lambda r: value in r.get("Name", "").lstrip("/")
-    if key == "id":
-        return key, lambda r: r.get("Id", "").startswith(value)
-    if key == "status":
-        if value not in ("created", "running", "exited", "paused", "restarting", "removing", "dead"):
-            raise UsageError(f"invalid filter 'status={value}'")
-        return key, lambda r: r.get("State", {}).get("Status") == value
-    if key == "label":
-        lk, has_value, lv = value.partition("=")
-        return key, lambda r: lk in ((r.get("Config") or {}).get("Labels") or {}) and (
-            not has_value or r["Config"]["Labels"][lk] == lv)
-    if key == "ancestor":
-        return key, lambda r: value in (r.get("Image", ""), r.get("ImageID", "")) or (
-            value.startswith("sha256:") is False and r.get("ImageID", "").removeprefix("sha256:").startswith(value))
-    raise UsageError(f"invalid filter {key!r}: use name, id, status, label or ancestor")
-
-
 @click.command()
 @click.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running)")
 @click.option("-q", "--quiet", is_flag=True, help="Only display container IDs")
@@ -65,20 +40,10 @@ def _filter(spec: str):
 @click.pass_obj
 def ps(obj, all_: bool, quiet: bool, no_trunc: bool, fmt: str, filters: tuple[str, ...]) -> int:
     """List containers."""
+    from pinnace.containers.filters import select
     from pinnace.network import port_strings
 
-    store = obj.store()
-    rows = [st for st in (store.state(i) for i in store.ids()) if st]
-    tests = [_filter(f) for f in filters]
-    # docker: a status filter looks at every container, as -a does
-    if not all_ and not any(f.partition("=")[0] == "status" for f in filters):
-        rows = [r for r in rows if r.get("State", {}).get("Running")]
-    # several values for one key: any may match; different keys: all must
-    by_key: dict[str, list] = {}
-    for key, test in tests:
-        by_key.setdefault(key, []).append(test)
-    rows = [r for r in rows if all(any(t(r) for t in ts) for ts in by_key.values())]
-    rows.sort(key=lambda r: r.get("Created", ""), reverse=True)
+    rows = select(obj.store(), all_, filters)
     if fmt == "json":
         click.echo(json.dumps([{
             "Id": r["Id"], "Names": r.get("Name", "").lstrip("/"), "Image": r.get("Image", ""),

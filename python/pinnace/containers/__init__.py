@@ -366,7 +366,8 @@ class Store:
             if not force:
                 raise Conflict(f"cannot remove container {cid[:12]}: container is running: stop it first or use -f")
             # everything in its cgroup, so a double-forked daemon dies too
-            # (its main process below: all there is when it got no cgroup)
+            # (its main process below: all there is when it got no cgroup, or when its
+            # owner saw it end and took the cgroup away meanwhile)
             try:
                 _core.cgroup_kill(cgroup)
             except PinnaceError:
@@ -378,8 +379,12 @@ class Store:
                 except ProcessLookupError:
                     pass
             deadline = time.monotonic() + 10
+            # its owner needs a few ms to see the end and record it: look
+            # often at first rather than oversleep every removal by 10 ms
+            delay = 0.0005
             while self.owner_alive(p) and time.monotonic() < deadline:
-                time.sleep(0.01)
+                time.sleep(delay)
+                delay = min(delay * 2, 0.01)
         # the owner removes it; an owner that died could not
         _core.cgroup_destroy(cgroup)
         _release_network(self, cid, st.get("NetworkSettings"))

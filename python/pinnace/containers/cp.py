@@ -251,7 +251,25 @@ def copy(store, src: str, dst: str) -> None:
     if (sref is None) == (dref is None):
         raise UsageError("copying between containers or between host paths is not supported: "
                          "one side must be CONTAINER:PATH")
-    stopped = _stopped_root(store, sref if sref is not None else dref)
+    if sref is not None:
+        copy_out(store, sref, spath, dpath)
+    else:
+        copy_in(store, dref, spath, dpath)
+
+
+def copy_out(store, ref: str, path: str, host_path: str) -> None:
+    """``path`` in the container ``ref`` (running or not) to ``host_path``, docker cp's rules."""
+    _copy_with(store, ref, ref, path, host_path)
+
+
+def copy_in(store, ref: str, host_path: str, path: str) -> None:
+    """``host_path`` to ``path`` in the container ``ref`` (running or not), docker cp's rules."""
+    _copy_with(store, ref, None, host_path, path)
+
+
+def _copy_with(store, ref: str, sref: str | None, spath: str, dpath: str) -> None:
+    """``_copy`` in the root of ``ref``: its running root, or its overlay mounted for the copy alone."""
+    stopped = _stopped_root(store, ref)
     if stopped is not None:
         _, lock, parts = stopped
         try:
@@ -259,7 +277,7 @@ def copy(store, src: str, dst: str) -> None:
         finally:
             os.close(lock)
         return
-    root, _ = container_root(store, sref if sref is not None else dref)
+    root, _ = container_root(store, ref)
     _copy(root, sref, spath, dpath)
 
 
@@ -291,3 +309,55 @@ def _copy(root: int, sref: str | None, spath: str, dpath: str) -> None:
             os.close(root)
     finally:
         os.close(host_root)
+
+
+def _lookup(store, ref: str, path: str, follow_last: bool) -> tuple[int, str]:
+    """``resolve`` in the running container ``ref``'s root."""
+    root, _ = container_root(store, ref)
+    try:
+        return resolve(root, path, follow_last=follow_last)
+    finally:
+        os.close(root)
+
+
+def read_file(store, ref: str, path: str) -> bytes:
+    """The content of the regular file ``path`` in the running container
+    ``ref`` (a last symlink followed, inside the container's root)."""
+    parent, name = _lookup(store, ref, path, True)
+    try:
+        if not name:
+            raise IsADirectoryError(21, "is a directory", path)
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    finally:
+        os.close(parent)
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UsageError(f"not a regular file: {path}")
+        return f.read()
+
+
+def write_file(store, ref: str, path: str, data: bytes, mode: int = 0o644) -> None:
+    """Make ``path`` in the running container ``ref`` a regular file holding
+    ``data`` (its directory must exist; a file there is replaced, a symlink
+    there is not followed)."""
+    parent, name = _lookup(store, ref, path, False)
+    try:
+        if not name:
+            raise IsADirectoryError(21, "is a directory", path)
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode,
+                     dir_fd=parent)
+    finally:
+        os.close(parent)
+    with open(fd, "wb") as f:
+        f.write(data)
+        os.fchmod(fd, mode)
+
+
+def stat_path(store, ref: str, path: str) -> os.stat_result:
+    """``lstat`` of ``path`` in the running container ``ref``, a last symlink
+    followed inside the container's root."""
+    parent, name = _lookup(store, ref, path, True)
+    try:
+        return os.lstat(name, dir_fd=parent) if name else os.fstat(parent)
+    finally:
+        os.close(parent)

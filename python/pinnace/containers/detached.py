@@ -10,6 +10,7 @@ starts the shim and waits for its one ready line.
 
 from __future__ import annotations
 
+import _thread
 import errno
 import os
 import time
@@ -26,6 +27,7 @@ from pinnace.network import Networks
 from pinnace.network import setup as netsetup
 
 SHIM_CONFIG = "shim.json"
+_SPAWN_LOCK = _thread.allocate_lock()
 #: the network options a container was made with, for ``start``
 NET_OPTIONS = "netopts.json"
 
@@ -57,17 +59,26 @@ def _spawn(shim: str, config_path: str) -> int:
     raise AssertionError("unreachable")
 
 
-def _hand_over(shim: str, config_path: str, config: dict, lock_fd: int) -> dict | None:
+def _hand_over(shim: str, config_path: str, config: dict, lock_fd: int, owner_pidfd: int = -1) -> dict | None:
     """Write the shim's configuration, start it with the container's locked
-    directory and a ready pipe, and return its one ready line (None if it
-    died without one)."""
+    directory and a ready pipe (and ``owner_pidfd``, when given), and return
+    its one ready line (None if it died without one)."""
     r, w = os.pipe()
     try:
-        config.update(lock_fd=lock_fd, ready_fd=w)
+        config.update(lock_fd=lock_fd, ready_fd=w, owner_pidfd=owner_pidfd if owner_pidfd >= 0 else None)
         write_atomic(config_path, dumps(config))
-        os.set_inheritable(w, True)
-        os.set_inheritable(lock_fd, True)
-        pid = _spawn(shim, config_path)
+        passed = [fd for fd in (w, lock_fd, owner_pidfd) if fd >= 0]
+        # inheritable only while this spawn runs: a shim started by another
+        # thread meanwhile must not get them (another container's lock would
+        # then look held for as long as that shim lives)
+        with _SPAWN_LOCK:
+            for fd in passed:
+                os.set_inheritable(fd, True)
+            try:
+                pid = _spawn(shim, config_path)
+            finally:
+                for fd in passed:
+                    os.set_inheritable(fd, False)
         os.close(w)
         w = -1
         # the shim forks at once: its first process ends, the shim is adopted
@@ -103,8 +114,11 @@ def warn(message: str) -> None:
 
 
 def start_detached(store: Store, image: Image, opts: RunOptions, *, tty: bool = False,
-                   console_size: tuple[int, int] | None = None) -> tuple[str, int]:
+                   console_size: tuple[int, int] | None = None, owner_pidfd: int = -1) -> tuple[str, int]:
     """Start a container that outlives the caller; returns (id, pid).
+
+    With ``owner_pidfd`` (a pidfd of some process, e.g. ``os.pidfd_open(os.getpid())``)
+    it does not outlive that process: its shim kills it when the process exits.
 
     The container is running (its command exec'd) when this returns; its
     output goes to ``Paths.log_file``, its end to ``Paths.exit_file``. Errors
@@ -157,7 +171,7 @@ def start_detached(store: Store, image: Image, opts: RunOptions, *, tty: bool = 
                        "files": [p.runtime_file]} if opts.remove else None,
             "exit_command": _exit_command(p, netreq),
         }
-        msg = _hand_over(shim, os.path.join(p.dir, SHIM_CONFIG), config, lock_fd)
+        msg = _hand_over(shim, os.path.join(p.dir, SHIM_CONFIG), config, lock_fd, owner_pidfd)
         handed_over = msg is not None
         return cid, _started(msg, cid)
     finally:

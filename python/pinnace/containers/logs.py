@@ -10,6 +10,7 @@ container runs."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -105,23 +106,28 @@ def lines(path: str, *, tail: int | None = None, since: float | None = None, unt
         yield from existing
         if follow_while is None:
             return
-        while True:
-            chunk = f.read(65536)
-            if chunk:
-                pending += chunk
-                *done, pending = pending.split(b"\n")
-                for line in done:
-                    item = asm.feed(line)
-                    if item:
-                        yield item
-                continue
-            if not follow_while():
-                # the writer is done: what it wrote last, then the end
-                pending += f.read()
-                for line in pending.split(b"\n"):
-                    item = asm.feed(line) if line else None
-                    if item:
-                        yield item
-                yield from asm.flush()
-                return
-            time.sleep(0.05)
+        from pinnace._watch import DirWatch
+
+        # woken by the writer's appends (and by exit.json appearing beside
+        # the log); the timeout only bounds how late a lost owner is noticed
+        with DirWatch(os.path.dirname(path) or ".") as watch:
+            while True:
+                chunk = f.read(65536)
+                if chunk:
+                    pending += chunk
+                    *done, pending = pending.split(b"\n")
+                    for line in done:
+                        item = asm.feed(line)
+                        if item:
+                            yield item
+                    continue
+                if not follow_while():
+                    # the writer is done: what it wrote last, then the end
+                    pending += f.read()
+                    for line in pending.split(b"\n"):
+                        item = asm.feed(line) if line else None
+                        if item:
+                            yield item
+                    yield from asm.flush()
+                    return
+                watch.wait(0.1)

@@ -1,0 +1,327 @@
+"""The docker-py-shaped API (pinnace.from_env(), client.containers, Container)
+and the readiness waits, end to end against the real runtime."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import time
+
+import pytest
+
+import pinnace
+from conftest import container_dirs
+from pinnace.client import publish_list, volume_list
+from pinnace.errors import ContainerError, ContainerNotFound, ExecTimeout, NotReady, UsageError
+
+IDLE = ["sleep", "infinity"]
+
+
+@pytest.fixture(scope="module")
+def client():
+    with pinnace.from_env() as c:
+        yield c
+
+
+@pytest.fixture
+def box(client):
+    with client.containers.run("host", IDLE, detach=True) as c:
+        yield c
+
+
+def test_from_env_follows_the_environment_and_client_takes_a_store(store):
+    assert pinnace.from_env().root == store["root"]
+    c = pinnace.Client(root=store["root"], runroot=store["runroot"])
+    assert (c.root, c.runroot) == (store["root"], store["runroot"]) and c.ping()
+
+
+def test_run_returns_stdout_and_raises_container_error(client):
+    assert client.containers.run("host", ["echo", "hi"], remove=True) == b"hi\n"
+    assert client.containers.run("host", "echo out; echo err >&2", remove=True, stderr=True) == b"out\nerr\n"
+    assert client.containers.run("host", "echo $A", remove=True, environment={"A": "from-env"}) == b"from-env\n"
+    with pytest.raises(ContainerError) as e:
+        client.containers.run("host", "echo bad >&2; exit 3", remove=True)
+    assert (e.value.exit_status, e.value.stderr, e.value.container) == (3, b"bad\n", None)
+    assert "non-zero exit status 3" in str(e.value) and "bad" in str(e.value)
+    # kept (docker-py's default): the error carries the container
+    with pytest.raises(ContainerError) as e:
+        client.containers.run("host", ["false"])
+    with e.value.container as kept:
+        assert kept.status == "exited" and kept.attrs["State"]["ExitCode"] == 1
+    assert not container_dirs({"root": client.root})
+
+
+def test_detached_container_has_docker_py_attributes(client, tmp_path):
+    (tmp_path / "data").write_text("host data\n")
+    with client.containers.run("host", IDLE, detach=True, name="sdk-attrs", labels={"team": "sdk"},
+                               working_dir="/tmp", hostname="boxy", environment=["E=1"],
+                               volumes={str(tmp_path): {"bind": "/mnt/h", "mode": "ro"}}) as c:
+        assert (c.name, c.short_id, c.status) == ("sdk-attrs", c.id[:12], "running")
+        assert c.attrs["Config"]["Hostname"] == "boxy" and c.labels == {"team": "sdk"}
+        assert c.ports == {}
+        c.reload()
+        assert client.containers.get("sdk-attrs") == c and client.containers.get(c.short_id) == c
+        assert [x.id for x in client.containers.list(filters={"label": "team=sdk"})] == [c.id]
+        assert client.containers.list(filters={"label": "team=other"}) == []
+        assert c.exec_run("pwd; echo $E; hostname").output == b"/tmp\n1\nboxy\n"
+        assert c.exec_run("cat /mnt/h/data").output == b"host data\n"
+        assert c.exec_run("echo x > /mnt/h/new").exit_code != 0  # mode ro
+        c.kill()
+        assert c.wait(timeout=10) == {"StatusCode": 137, "Error": None}
+        assert c not in client.containers.list() and c in client.containers.list(all=True)
+    with pytest.raises(ContainerNotFound):
+        client.containers.get("sdk-attrs")
+
+
+def test_with_removes_the_container_when_the_block_raises(client):
+    with pytest.raises(RuntimeError):
+        with client.containers.run("host", IDLE, detach=True, name="sdk-raise") as c:
+            assert c.status == "running"
+            raise RuntimeError("test body failed")
+    with pytest.raises(ContainerNotFound):
+        client.containers.get("sdk-raise")
+    assert not container_dirs({"root": client.root})
+
+
+def test_exec_run_timeout_kills_and_raises_with_the_output_so_far(box):
+    t = time.monotonic()
+    with pytest.raises(ExecTimeout) as e:
+        box.exec_run("echo before; exec sleep 30", timeout=0.3)
+    assert time.monotonic() - t < 5
+    assert e.value.output == b"before\n" and "still running after 0.3 s" in str(e.value)
+    assert isinstance(e.value, TimeoutError)
+    assert not any("sleep 30" in row[-1] for row in box.top()[1:])
+
+
+def test_exec_run_demux_stdout_stderr_and_input(box):
+    assert box.exec_run("echo out; echo err >&2", demux=True).output == (b"out\n", b"err\n")
+    assert box.exec_run("echo out; echo err >&2", stderr=False).output == b"out\n"
+    assert box.exec_run("echo out; echo err >&2", stdout=False).output == b"err\n"
+    code, out = box.exec_run(["cat"], input=b"piped")
+    assert (code, out) == (0, b"piped")
+    assert box.exec_run("id -u", user="nobody").output.strip() != b"0"
+    assert box.exec_run("pwd", workdir="/etc").output == b"/etc\n"
+    code, out = box.exec_run("test -t 0 && test -t 1 && echo on a tty; exit 5", tty=True)
+    assert (code, out) == (5, b"on a tty\r\n")
+    with pytest.raises(ExecTimeout) as e:
+        box.exec_run("echo x; exec sleep 30", tty=True, timeout=0.3)
+    assert e.value.output == b"x\r\n"
+    with pytest.raises(UsageError):
+        box.exec_run("true", tty=True, stream=True)
+
+
+def test_exec_run_stream_yields_chunks_as_they_come(box):
+    r = box.exec_run("echo one; sleep 0.4; echo two >&2", stream=True)
+    assert r.exit_code is None
+    t = time.monotonic()
+    first = next(r.output)
+    assert first == b"one\n" and time.monotonic() - t < 0.35
+    assert b"".join(r.output) == b"two\n" and time.monotonic() - t >= 0.35
+    chunks = list(box.exec_run("echo a; sleep 0.1; echo b >&2", stream=True, demux=True).output)
+    assert chunks == [(b"a\n", None), (None, b"b\n")]
+    with pytest.raises(ExecTimeout):
+        list(box.exec_run("exec sleep 30", stream=True, timeout=0.2).output)
+    assert not any("sleep 30" in row[-1] for row in box.top()[1:])
+
+
+def test_write_and_read_file_both_ways(box):
+    box.write_file("/tmp/greeting", "hi\n")
+    assert box.exec_run("cat /tmp/greeting; stat -c %a /tmp/greeting").output == b"hi\n644\n"
+    box.write_file("/tmp/run.sh", b"#!/bin/sh\necho ran\n", mode=0o755)
+    assert box.exec_run("/tmp/run.sh").output == b"ran\n"
+    box.exec_run("echo made inside > /tmp/inside")
+    assert box.read_file("/tmp/inside") == b"made inside\n"
+    # a link made inside points at the container's /etc, never the host's
+    box.exec_run("ln -s /etc /tmp/etc-link")
+    assert box.read_file("/tmp/etc-link/hostname") == (box.short_id + "\n").encode()
+    with pytest.raises(FileNotFoundError):
+        box.read_file("/tmp/absent")
+    with pytest.raises(FileNotFoundError):
+        box.write_file("/no/such/dir/f", b"x")
+
+
+def test_put_and_get_archive_both_ways(box):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in (("pkg/a.txt", b"A\n"), ("pkg/sub/b.txt", b"B\n")):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o640
+            tar.addfile(info, io.BytesIO(data))
+    box.exec_run("mkdir /srv/in")
+    assert box.put_archive("/srv/in", buf.getvalue()) is True
+    assert box.exec_run("cat /srv/in/pkg/a.txt /srv/in/pkg/sub/b.txt; stat -c %a /srv/in/pkg/a.txt").output \
+        == b"A\nB\n640\n"
+    chunks, st = box.get_archive("/srv/in/pkg")
+    assert st["name"] == "pkg" and st["mode"] & 0o170000 == 0o040000
+    with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+        assert sorted(tar.getnames()) == ["pkg", "pkg/a.txt", "pkg/sub", "pkg/sub/b.txt"]
+        assert tar.extractfile("pkg/sub/b.txt").read() == b"B\n"
+    chunks, st = box.get_archive("/srv/in/pkg/a.txt")
+    assert st["size"] == 2
+    with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+        assert tar.extractfile("a.txt").read() == b"A\n"
+    with pytest.raises(UsageError):
+        box.put_archive("/srv/in/pkg/a.txt", buf.getvalue())  # not a directory
+    evil = io.BytesIO()
+    with tarfile.open(fileobj=evil, mode="w") as tar:
+        info = tarfile.TarInfo("../../escape")
+        tar.addfile(info, io.BytesIO(b""))
+    with pytest.raises(tarfile.TarError):
+        box.put_archive("/srv/in", evil.getvalue())
+
+
+def test_logs_and_stats(client):
+    with client.containers.run("host", "echo out; echo err >&2; sleep 0.3; echo late", detach=True) as c:
+        lines = list(c.logs(stream=True))  # follows until it stops
+        assert lines == [b"out\n", b"err\n", b"late\n"]
+        assert c.logs(stderr=False) == b"out\nlate\n" and c.logs(tail=1) == b"late\n"
+    with client.containers.run("host", IDLE, detach=True, mem_limit="64m") as c:
+        s = c.stats(interval=0.05)
+        assert s["memory_limit"] == 64 << 20 and s["pids"] >= 1
+
+
+def test_waits_succeed_as_soon_as_ready(client):
+    server = ("sleep 0.3; echo 'server starting'; "
+              "exec python3 -m http.server 8000 --bind 127.0.0.1 --directory /etc")
+    with client.containers.run("host", ["sh", "-c", server], detach=True) as c:
+        t = time.monotonic()
+        assert c.wait_for_log("server starting", timeout=10) == "server starting"
+        assert 0.25 < time.monotonic() - t < 1.5
+        assert pinnace.wait.wait_for_log(c, re.compile(r"start\w+")) == "server starting"
+        c.wait_for_port(8000, timeout=10)
+        c.wait_for_http(8000, "/hostname", 200, timeout=10)
+        c.exec_run("sleep 0.2; touch /tmp/flag", detach=True)
+        assert c.wait_for_command("test -e /tmp/flag", timeout=10).exit_code == 0
+
+
+def test_waits_time_out_saying_what_never_became_ready(box, client):
+    box.exec_run("echo ignored", detach=True)
+    cases = [
+        (lambda: box.wait_for_log("never printed", timeout=0.3), [r"no log line matched 'never printed'",
+                                                                  r"within 0\.3 s", "printed nothing"]),
+        (lambda: box.wait_for_port(9, timeout=0.3), ["TCP port 9", "ConnectionRefusedError"]),
+        (lambda: box.wait_for_http(9, "/health", timeout=0.3), [r"GET http://127\.0\.0\.1:9/health", "Refused"]),
+        (lambda: box.wait_for_command("echo nope; exit 4", timeout=0.3), ["exit code 4", "nope"]),
+    ]
+    for wait, expected in cases:
+        t = time.monotonic()
+        with pytest.raises(NotReady) as e:
+            wait()
+        assert time.monotonic() - t < 3
+        for pattern in expected:
+            assert re.search(pattern, str(e.value)), (pattern, str(e.value))
+        assert isinstance(e.value, TimeoutError)
+    with client.containers.run("host", "echo booting; echo failing >&2; exit 3", detach=True) as c:
+        with pytest.raises(NotReady) as e:
+            c.wait_for_log("ready", timeout=10)
+        assert "exited with code 3" in str(e.value) and "booting" in str(e.value)
+
+
+def test_http_wait_reports_the_last_status(client):
+    server = "exec python3 -m http.server 8001 --bind 127.0.0.1 --directory /etc"
+    with client.containers.run("host", ["sh", "-c", server], detach=True) as c:
+        with pytest.raises(NotReady) as e:
+            c.wait_for_http(8001, "/no-such-page", timeout=1)
+        assert "status 404" in str(e.value)
+
+
+def test_die_with_parent_kills_the_container_with_its_caller(client):
+    code = ("import pinnace, time\n"
+            "c = pinnace.from_env().containers.run('host', ['sleep', 'infinity'], detach=True, die_with_parent=True)\n"
+            "print(c.id, flush=True)\n"
+            "time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    cid = proc.stdout.readline().strip()
+    c = client.containers.get(cid)
+    try:
+        assert c.status == "running"
+        proc.kill()
+        proc.wait()
+        c.wait(timeout=5)
+        assert c.attrs["State"]["ExitCode"] == 137
+    finally:
+        proc.stdout.close()
+        c.remove(force=True)
+
+
+def test_option_conversions():
+    assert volume_list({"/a": {"bind": "/b", "mode": "ro"}, "/c": {"bind": "/d"}, "/e": "/f"}) \
+        == ["/a:/b:ro", "/c:/d", "/e:/f"]
+    assert volume_list(["/a:/b"]) == ["/a:/b"]
+    assert publish_list({"80/tcp": 8080, "53/udp": ("127.0.0.1", 5353), 22: None, "9000": [1, 2]}) \
+        == ["8080:80/tcp", "127.0.0.1:5353:53/udp", "22", "1:9000", "2:9000"]
+    with pytest.raises(UsageError, match="privileged"):
+        pinnace.from_env().containers.run("host", ["true"], privileged=True)
+
+
+def test_ports_are_published_where_the_build_has_the_bridge_network(client):
+    from pinnace.config import RunOptions
+
+    if "publish" not in RunOptions.DEFAULTS:
+        with pytest.raises(UsageError, match="bridge network"):
+            client.containers.run("host", ["true"], ports={"80/tcp": 8080}, remove=True)
+        return
+    import urllib.request
+
+    server = "exec python3 -m http.server 8000 --directory /etc"
+    with client.containers.run("host", server, detach=True, ports={"8000/tcp": ("127.0.0.1", 18765)}) as c:
+        assert c.ports == {"8000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18765"}]}
+        c.wait_for_http(8000, "/hostname", timeout=10)
+        with urllib.request.urlopen("http://127.0.0.1:18765/hostname", timeout=5) as r:
+            assert r.read() == (c.short_id + "\n").encode()
+
+
+def test_module_exports_are_lazy():
+    out = subprocess.run([sys.executable, "-c", "import sys, pinnace; pinnace.from_env; pinnace.wait; "
+                          "print(sorted(m for m in ('click', 'httpx', 'pinnace.cli', 'http.client') "
+                          "if m in sys.modules))"], capture_output=True, text=True, check=True,
+                         env=dict(os.environ))
+    assert out.stdout.strip() == "[]"
+
+
+def test_remove_right_after_kill_races_the_supervisor_cleanly(client):
+    # the supervisor may be taking the cgroup away while remove kills what is in it
+    for _ in range(20):
+        c = client.containers.run("host", IDLE, detach=True)
+        c.kill()
+        c.remove(force=True)
+    assert not container_dirs({"root": client.root})
+
+
+def test_docstring_examples_run(client):
+    import doctest
+
+    import pinnace.api
+    import pinnace.client
+    import pinnace.wait
+
+    with client.containers.run("host", IDLE, detach=True) as c:
+        runner = doctest.DocTestRunner()
+        tried = 0
+        for mod in (pinnace, pinnace.api, pinnace.client, pinnace.wait):
+            for test in doctest.DocTestFinder().find(mod, extraglobs={"client": client, "c": c}):
+                tried += runner.run(test).attempted
+        assert runner.failures == 0 and tried >= 15
+    assert not container_dirs({"root": client.root})
+
+
+def test_threads_start_detached_containers_at_once(tmp_path):
+    # a fresh store: the threads also race to write the supervisor's binary
+    import concurrent.futures
+
+    client = pinnace.Client(root=str(tmp_path / "root"), runroot=str(tmp_path / "run"))
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        boxes = list(pool.map(lambda _: client.containers.run("host", IDLE, detach=True), range(8)))
+    try:
+        for c in boxes:
+            c.kill()
+            # no other container's supervisor inherited its lock: it is seen stopped at once
+            assert c.wait(timeout=5)["StatusCode"] == 137
+    finally:
+        for c in boxes:
+            c.remove(force=True)
+    assert not container_dirs({"root": client.root})
