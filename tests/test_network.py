@@ -361,3 +361,30 @@ def test_outbound_traffic_is_masqueraded_behind_the_hosts_address():
         outside.kill()
         outside.wait()
         subprocess.run(["ip", "link", "del", "pn-up"], stderr=subprocess.DEVNULL)
+
+
+UDP_ECHO = ("import socket\n"
+            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('', 53))\n"
+            "while True:\n"
+            "    data, peer = s.recvfrom(100); s.sendto(b'udp:' + data, peer)\n")
+
+
+def test_a_published_udp_port_answers():
+    cid = pn("run", "-d", "-p", "127.0.0.1:15353:53/udp", "host", "python3", "-c", UDP_ECHO,
+             check=True).out.strip()
+    try:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(0.2)
+
+        def ask():
+            try:
+                s.sendto(b"ping", ("127.0.0.1", 15353))
+                return s.recvfrom(100)[0]
+            except OSError:
+                return None
+
+        assert _until(ask, what="the UDP echo") == b"udp:ping"
+        s.close()
+        assert pn("port", cid, "53/udp", check=True).out.strip() == "127.0.0.1:15353"
+    finally:
+        pn("rm", "-f", cid, check=True)
