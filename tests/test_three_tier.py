@@ -31,6 +31,8 @@ import three_tier
 from conftest import PINNACE, pn
 from registry import Layout, free_port
 
+pytestmark = pytest.mark.registry  # every test here pushes to and pulls from the registry
+
 NAMES = {"db": "db", "cache": "cache", "web": "web"}
 READY_WITHIN = 60.0
 
@@ -134,7 +136,6 @@ def port_free(port: int) -> bool:
             return False
 
 
-@pytest.mark.registry
 def test_three_tier_on_a_network(tiers):
     """run.sh's steps: a network, db and cache on it, web on it with a port
     published on the host; GET / shows the row and the value, fetched by name."""
@@ -161,7 +162,6 @@ def test_three_tier_on_a_network(tiers):
     assert port_free(port), f"127.0.0.1:{port} is still taken after the containers are gone"
 
 
-@pytest.mark.registry
 def test_three_tier_in_a_network_namespace(tiers):
     """Today's networking: the three share a network namespace made for the
     test (--network host there), the web tier finds the others at 127.0.0.1."""

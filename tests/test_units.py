@@ -9,7 +9,7 @@ import pytest
 from pinnace._jsonenc import dumps
 from pinnace.cli.flags import fast_parse
 from pinnace.config import parse_ulimit, parse_volume
-from pinnace.errors import UsageError
+from pinnace.errors import PinnaceError, UsageError
 
 
 @pytest.mark.parametrize("obj", [
@@ -59,3 +59,46 @@ def test_global_flags_may_follow_the_command():
     assert hoist_globals(["ps", "-a", "--root", "/r", "--runroot=/rr"]) == ["--root", "/r", "--runroot=/rr", "ps", "-a"]
     assert hoist_globals(["--root", "/r", "run", "--root", "/x", "img", "--root"]) == ["--root", "/r", "run", "--root", "/x", "img", "--root"]
     assert hoist_globals(["rm", "--", "--root"]) == ["rm", "--", "--root"]
+
+
+def test_put_archive_without_tarfiles_data_filter_refuses_what_it_would_refuse(tmp_path):
+    """Python before 3.11.4 (Debian 12's) has no extraction filters: the
+    hand-made checks let a plain tree through and refuse escapes."""
+    import io
+    import tarfile
+
+    from pinnace.api import _safe_members
+
+    def tar_of(entries) -> io.BytesIO:
+        b = io.BytesIO()
+        with tarfile.open(fileobj=b, mode="w") as t:
+            for name, kind, extra in entries:
+                ti = tarfile.TarInfo(name)
+                if kind == "file":
+                    ti.size = len(extra)
+                    t.addfile(ti, io.BytesIO(extra))
+                else:
+                    ti.type = {"sym": tarfile.SYMTYPE, "lnk": tarfile.LNKTYPE, "dir": tarfile.DIRTYPE}[kind]
+                    ti.linkname = extra or ""
+                    ti.mode = 0o4755
+                    t.addfile(ti)
+        b.seek(0)
+        return b
+
+    good = tmp_path / "good"
+    good.mkdir()
+    with tarfile.open(fileobj=tar_of([("d", "dir", None), ("d/f", "file", b"hi"), ("d/l", "sym", "f")]),
+                      mode="r|*") as tar:
+        for m in _safe_members(tar, str(good)):
+            tar.extract(m, str(good))
+    assert (good / "d" / "l").read_text() == "hi"
+    assert not (good / "d").stat().st_mode & 0o4000
+    for bad in ([("../x", "file", b"")], [("/abs", "file", b"")], [("l", "sym", "/etc/passwd")],
+                [("l", "sym", "../../x")], [("h", "lnk", "../../etc/passwd")]):
+        dest = tmp_path / f"bad{len(list(tmp_path.iterdir()))}"
+        dest.mkdir()
+        with pytest.raises(PinnaceError, match="outside the destination"):
+            with tarfile.open(fileobj=tar_of(bad), mode="r|*") as tar:
+                for m in _safe_members(tar, str(dest)):
+                    tar.extract(m, str(dest))
+        assert list(dest.iterdir()) == []

@@ -114,6 +114,33 @@ def _prepare(image, command, rootfs, env, remove: bool, root: str | None, runroo
     return store, img, opts
 
 
+def _safe_members(tar, dest: str):
+    """The members of a tar stream that tarfile's "data" filter lets through:
+    no absolute names, nothing that leads out of ``dest`` (names, hard and
+    symbolic links), no devices; setuid/setgid bits dropped."""
+    import os
+
+    from pinnace.errors import UsageError
+
+    dest = os.path.realpath(dest)
+
+    def inside(path: str) -> bool:
+        return os.path.commonpath([dest, os.path.realpath(path)]) == dest
+
+    for m in tar:
+        if os.path.isabs(m.name) or not inside(os.path.join(dest, m.name)):
+            raise UsageError(f"put_archive: {m.name!r} would land outside the destination")
+        if m.issym() and (os.path.isabs(m.linkname) or
+                          not inside(os.path.join(dest, os.path.dirname(m.name), m.linkname))):
+            raise UsageError(f"put_archive: symlink {m.name!r} -> {m.linkname!r} leads outside the destination")
+        if m.islnk() and (os.path.isabs(m.linkname) or not inside(os.path.join(dest, m.linkname))):
+            raise UsageError(f"put_archive: hard link {m.name!r} -> {m.linkname!r} leads outside the destination")
+        if m.isdev():
+            continue
+        m.mode &= 0o1777
+        yield m
+
+
 def pull(reference: str, *, platform: str | None = None, tls_verify: bool | None = None,
          root: str | None = None) -> "ImageInfo":
     """Pull an image from its registry into the store (docker's reference
@@ -443,7 +470,11 @@ class Container:
         fileobj = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
         with tempfile.TemporaryDirectory(prefix="pinnace-put-") as tmp:
             with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
-                tar.extractall(tmp, filter="data")
+                if hasattr(tarfile, "data_filter"):
+                    tar.extractall(tmp, filter="data")
+                else:  # Python before 3.11.4 (Debian 12's 3.11.2): the same checks by hand
+                    for member in _safe_members(tar, tmp):
+                        tar.extract(member, tmp, set_attrs=not member.issym())
             for entry in os.listdir(tmp):
                 cp.copy_in(self._store, self.id, os.path.join(tmp, entry), path)
         return True

@@ -425,12 +425,24 @@ class Store:
         # runtime records whose container directory is gone
         try:
             for f in os.listdir(self.run_containers):
+                if ".tmp-" in f:
+                    # a record being written by a process killed mid-write
+                    if not _pid_alive(f.rpartition(".tmp-")[2]):
+                        try:
+                            os.unlink(os.path.join(self.run_containers, f))
+                        except FileNotFoundError:
+                            pass
+                    continue
                 cid = f.removesuffix(".json")
                 if not os.path.isdir(os.path.join(self.containers, cid)):
                     self.clear_runtime(self.paths(cid))
         except FileNotFoundError:
             pass
         return removed
+
+
+def _pid_alive(pid: str) -> bool:
+    return pid.isdigit() and os.path.exists(f"/proc/{pid}")
 
 
 def _release_network(store: Store, cid: str, settings: dict | None) -> None:
