@@ -117,10 +117,10 @@ def _prepare(image, command, rootfs, env, remove: bool, root: str | None, runroo
 def _safe_members(tar, dest: str):
     """The members of a tar stream that tarfile's "data" filter lets through:
     no absolute names, nothing that leads out of ``dest`` (names, hard and
-    symbolic links), no devices; setuid/setgid bits dropped."""
+    symbolic links), no devices; setuid/setgid bits dropped. Refusals raise
+    ``tarfile.TarError``, as the filter's do."""
     import os
-
-    from pinnace.errors import UsageError
+    from tarfile import TarError
 
     dest = os.path.realpath(dest)
 
@@ -129,12 +129,12 @@ def _safe_members(tar, dest: str):
 
     for m in tar:
         if os.path.isabs(m.name) or not inside(os.path.join(dest, m.name)):
-            raise UsageError(f"put_archive: {m.name!r} would land outside the destination")
+            raise TarError(f"put_archive: {m.name!r} would land outside the destination")
         if m.issym() and (os.path.isabs(m.linkname) or
                           not inside(os.path.join(dest, os.path.dirname(m.name), m.linkname))):
-            raise UsageError(f"put_archive: symlink {m.name!r} -> {m.linkname!r} leads outside the destination")
+            raise TarError(f"put_archive: symlink {m.name!r} -> {m.linkname!r} leads outside the destination")
         if m.islnk() and (os.path.isabs(m.linkname) or not inside(os.path.join(dest, m.linkname))):
-            raise UsageError(f"put_archive: hard link {m.name!r} -> {m.linkname!r} leads outside the destination")
+            raise TarError(f"put_archive: hard link {m.name!r} -> {m.linkname!r} leads outside the destination")
         if m.isdev():
             continue
         m.mode &= 0o1777

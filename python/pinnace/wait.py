@@ -211,11 +211,15 @@ def wait_for_command(container, cmd: str | Iterable[str], timeout: float = 30) -
     the deadline); its result."""
     c = _container(container)
     done: list = []
+    failed: list[str] = []
 
     def attempt(left: float) -> str | None:
         try:
             r = c.exec_run(cmd, timeout=left)
         except ExecTimeout:
+            # the deadline cut this try short: what the last whole one said matters more
+            if failed:
+                return f"{failed[-1]} (a later try was still running at the deadline)"
             return "still running at the deadline"
         except Conflict:
             return "container not running"
@@ -223,7 +227,8 @@ def wait_for_command(container, cmd: str | Iterable[str], timeout: float = 30) -
             done.append(r)
             return None
         tail = r.output[-200:].decode("utf-8", "replace").strip()
-        return f"exit code {r.exit_code}" + (f", output {tail!r}" if tail else "")
+        failed.append(f"exit code {r.exit_code}" + (f", output {tail!r}" if tail else ""))
+        return failed[-1]
 
     _retry(c, attempt, timeout, f"command {cmd!r} succeeded")
     return done[0]
