@@ -506,9 +506,9 @@ def _write_resolv(p_dir: str, req: Request) -> None:
 def write_down_script(nets: Networks, p_dir: str, cid: str, lease_paths: list[str], ports: list[dict]) -> None:
     """What the shim runs when a detached container ends: its ports' firewall
     elements out, its leases given back."""
-    nft = _fw().nft_binary()
+    nft = _fw().nft_binary() if ports else None
     lines = ["#!/bin/sh\n"]
-    if ports and nft:
+    if nft:
         lines.append(f"{nft} -f - <<'EOF'\n{_fw().ports_down(ports)}EOF\n")
     files = lease_paths + [os.path.join(nets.ports_dir, _port_file(p)) for p in ports]
     if files:
