@@ -246,6 +246,9 @@ def test_ip_add_host_and_dns_options(net):
     (["-p", "80/sctp"], "invalid protocol"),
     (["--add-host", "nocolon"], "invalid --add-host"),
     (["--dns", "not-an-ip"], "invalid --dns"),
+    # names end up in other containers' /etc/hosts: no line breaks or spaces
+    (["--network-alias", "a\n6.6.6.6 evil"], "invalid --network-alias"),
+    (["--add-host", "x y:1.2.3.4"], "invalid --add-host"),
 ])
 def test_bad_network_options_give_one_line_and_leave_nothing(args, message, store):
     before = set(os.listdir(os.path.join(store["root"], "containers")))

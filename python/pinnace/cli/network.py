@@ -181,8 +181,11 @@ def connect(obj, ip: str | None, aliases, network_name: str, container: str) -> 
     """Connect a running container to a network (one more interface)."""
     from pinnace.errors import Conflict, UsageError
     from pinnace.network import DEFAULT, MODES
-    from pinnace.network.setup import attach_running
+    from pinnace.network.setup import _valid_hostname, attach_running
 
+    for alias in aliases:
+        if not _valid_hostname(alias):
+            raise UsageError(f"invalid --alias {alias!r}: letters, digits, '.', '-' and '_' only")
     nets = _nets(obj)
     net = nets.get(network_name)
     if net["Name"] in MODES:

@@ -101,15 +101,24 @@ def _is_ip(s: str) -> bool:
 
 def _parse_add_host(s: str) -> tuple[str, str]:
     name, sep, ip = s.partition(":") if "=" not in s else s.partition("=")
-    if not sep or not name or not ip:
+    if not sep or not name or not ip or not _valid_hostname(name):
         raise UsageError(f"invalid --add-host {s!r}: want NAME:IP")
     if ip != "host-gateway" and not _is_ip(ip):
         raise UsageError(f"invalid --add-host {s!r}: {ip!r} is not an IP address")
     return name, ip
 
 
+def _valid_hostname(name: str) -> bool:
+    """A name that may go into /etc/hosts: letters, digits, '.', '-', '_'."""
+    return bool(name) and len(name) <= 253 and name[0].isalnum() and all(
+        c.isascii() and (c.isalnum() or c in "._-") for c in name)
+
+
 def request(opts, image_config: dict, nets: Networks) -> Request:
     mode = opts.network or DEFAULT
+    for alias in opts.network_alias:
+        if not _valid_hostname(alias):
+            raise UsageError(f"invalid --network-alias {alias!r}: letters, digits, '.', '-' and '_' only")
     r = Request("bridge" if mode not in ("host", "none") else mode)
     r.extra_hosts = [_parse_add_host(h) for h in opts.add_host]
     for d in opts.dns:
