@@ -228,7 +228,7 @@ def test_http_wait_reports_the_last_status(client):
         # up first (python takes seconds to start in the emulated v2 VM)
         c.wait_for_http(8001, "/", 200, timeout=30)
         with pytest.raises(NotReady) as e:
-            c.wait_for_http(8001, "/no-such-page", timeout=1)
+            c.wait_for_http(8001, "/no-such-page", timeout=5)
         assert "status 404" in str(e.value)
 
 
