@@ -223,10 +223,10 @@ def test_waits_time_out_saying_what_never_became_ready(box, client):
 
 
 def test_http_wait_reports_the_last_status(client):
-    server = "exec python3 -m http.server 8001 --bind 127.0.0.1 --directory /etc"
+    server = "exec busybox httpd -f -p 127.0.0.1:8001 -h /etc"
     with client.containers.run("host", ["sh", "-c", server], detach=True) as c:
-        # up first (python takes seconds to start in the emulated v2 VM)
-        c.wait_for_http(8001, "/", 200, timeout=30)
+        # up first (a server may take seconds to start in the emulated v2 VM)
+        c.wait_for_http(8001, "/hostname", 200, timeout=30)
         with pytest.raises(NotReady) as e:
             c.wait_for_http(8001, "/no-such-page", timeout=5)
         assert "status 404" in str(e.value)
