@@ -12,7 +12,7 @@
 //! docs/ARCHITECTURE.md ("Detached containers: the shim").
 
 use std::ffi::CString;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
@@ -68,6 +68,22 @@ pub struct Config {
     /// start), before the container is removed and the lock let go: what
     /// gives back the container's network (firewall elements, leases).
     pub exit_command: Option<Vec<String>>,
+    /// Where a reset is asked for and answered (absent: no resets).
+    pub reset: Option<Reset>,
+}
+
+/// A reset brings a running container back to its image's state without
+/// giving up its identity: whoever asks writes `request`, then kills the
+/// container's first process. Seeing that end, the shim does not record an
+/// exit: it swaps `upper` (the overlay's private layer) for an empty one,
+/// starts the container again from the same spec, in the same network
+/// namespace (so its addresses, names and published ports stay), and
+/// answers in `done` (`{"pid": N}` or `{"error": ..., "exit_code": N}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reset {
+    pub upper: PathBuf,
+    pub request: PathBuf,
+    pub done: PathBuf,
 }
 
 fn path(v: &Value, key: &str) -> Result<PathBuf, String> {
@@ -126,10 +142,20 @@ impl Config {
             }
             Some(_) => return Err("exit_command: expected a non-empty array of strings".into()),
         };
+        let reset = match v.get("reset") {
+            None | Some(Value::Null) => None,
+            Some(r @ Value::Object(_)) => Some(Reset {
+                upper: path(r, "upper").map_err(|e| format!("reset.{e}"))?,
+                request: path(r, "request").map_err(|e| format!("reset.{e}"))?,
+                done: path(r, "done").map_err(|e| format!("reset.{e}"))?,
+            }),
+            Some(_) => return Err("reset: expected an object".into()),
+        };
         Ok(Config {
             spec,
             runtime_record,
             exit_command,
+            reset,
             log_path: path(&v, "log_path")?,
             exit_path: path(&v, "exit_path")?,
             lock_dir: path(&v, "lock_dir")?,
@@ -329,21 +355,45 @@ fn launch(cfg: &Config) -> Result<spawn::Container, (String, i32)> {
     Ok(c)
 }
 
+/// The container's first process as the owner's watcher sees it: a pidfd
+/// (-1: none) that a reset swaps for the new process's, and whether the
+/// owner is gone (then no reset starts the container again).
+#[derive(Default)]
+struct Watch {
+    target: RawFd,
+    gone: bool,
+}
+
+type SharedWatch = std::sync::Arc<std::sync::Mutex<Watch>>;
+
+fn pidfd_open(pid: i32) -> RawFd {
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as RawFd;
+    if fd >= 0 {
+        set_cloexec(fd);
+    }
+    fd
+}
+
+fn pidfd_kill(fd: RawFd) {
+    if fd >= 0 {
+        unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd, libc::SIGKILL, std::ptr::null::<libc::c_void>(), 0) };
+    }
+}
+
 /// A thread that waits for the owner (readable pidfd: it exited) and then
 /// kills the container's first process, which takes its whole pid namespace
 /// along; `supervise` then sees the end as for any other.
-fn kill_when_owner_exits(owner: RawFd, pid: i32) {
+fn kill_when_owner_exits(owner: RawFd, pid: i32) -> SharedWatch {
     // a pidfd now, while the container cannot yet have been reaped
-    let target = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as RawFd;
-    if target < 0 {
-        return;
-    }
-    set_cloexec(target);
+    let watch = SharedWatch::new(std::sync::Mutex::new(Watch { target: pidfd_open(pid), gone: false }));
+    let w = watch.clone();
     let spawned = std::thread::Builder::new().stack_size(64 << 10).spawn(move || loop {
         let mut p = libc::pollfd { fd: owner, events: libc::POLLIN, revents: 0 };
         let r = unsafe { libc::poll(&mut p, 1, -1) };
         if r > 0 {
-            unsafe { libc::syscall(libc::SYS_pidfd_send_signal, target, libc::SIGKILL, std::ptr::null::<libc::c_void>(), 0) };
+            let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
+            w.gone = true;
+            pidfd_kill(w.target);
             return;
         }
         if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
@@ -352,8 +402,11 @@ fn kill_when_owner_exits(owner: RawFd, pid: i32) {
     });
     if spawned.is_err() {
         // no watcher: at worst the container outlives its owner until a sweep
-        unsafe { libc::close(target) };
+        let mut w = watch.lock().unwrap_or_else(|e| e.into_inner());
+        unsafe { libc::close(w.target) };
+        w.target = -1;
     }
+    watch
 }
 
 /// Log records are gathered up to this size before a write.
@@ -400,11 +453,12 @@ pub fn main(args: &[String]) -> i32 {
     // up used of the stack lies below this one when `shed` gives it back.
     match setup(cfg) {
         Ok(running) => {
-            if let Some(fd) = running.cfg.owner_pidfd {
-                kill_when_owner_exits(fd, running.c.pid);
-            }
+            let watch = match running.cfg.owner_pidfd {
+                Some(fd) => kill_when_owner_exits(fd, running.c.pid),
+                None => SharedWatch::new(std::sync::Mutex::new(Watch { target: -1, gone: false })),
+            };
             shed();
-            supervise(running)
+            supervise(running, &watch, config_path)
         }
         Err(status) => status,
     }
@@ -417,6 +471,9 @@ struct Running {
     log: std::fs::File,
     lock: OwnedFd,
     runtime_file: Option<PathBuf>,
+    /// The network namespace the container joined by path (kept for a reset:
+    /// the path it was given may name another process's descriptor).
+    netns: Option<OwnedFd>,
 }
 
 /// Lock, create, start, record; answer on the ready pipe either way.
@@ -444,10 +501,14 @@ fn setup(mut cfg: Config) -> Result<Running, i32> {
         });
     match launched {
         Ok((mut c, log)) => {
+            let netns = match (&cfg.reset, &cfg.spec) {
+                (Some(_), SpecSource::Inline(spec)) if joins_netns(spec) => open_netns(c.pid),
+                _ => None,
+            };
             ready(cfg.ready_fd, &json!({"pid": c.pid, "shim_pid": std::process::id()}));
             cfg.spec = SpecSource::Inline(String::new());
             c.release_plan();
-            Ok(Running { cfg, c, log, lock: lock_fd, runtime_file })
+            Ok(Running { cfg, c, log, lock: lock_fd, runtime_file, netns })
         }
         Err((msg, code)) => {
             // The container is done with before anyone learnt of it: record
@@ -466,9 +527,10 @@ fn setup(mut cfg: Config) -> Result<Running, i32> {
 }
 
 /// Log the output until the container ends; record the end; clean up.
+/// An end that a reset asked for starts the container again instead.
 #[inline(never)]
-fn supervise(r: Running) -> i32 {
-    let Running { cfg, mut c, log, lock, runtime_file } = r;
+fn supervise(r: Running, watch: &SharedWatch, config_path: &str) -> i32 {
+    let Running { cfg, mut c, log, lock, runtime_file, netns } = r;
     let log_fd = log.as_raw_fd();
     let mut records: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; CHUNK];
@@ -487,28 +549,119 @@ fn supervise(r: Running) -> i32 {
             records = Vec::new();
         }
     };
-    let exit = c.wait_streaming(&mut chunk, &mut sink);
-    drop(chunk);
-    let finished = now();
-    let text = match &exit {
-        Ok(e) => exit_json(e.code, e.signal, e.oom_killed, &finished, None),
-        Err(e) => {
-            let (code, signal) = c.exit_status().unwrap_or((125, None));
-            exit_json(code, signal, false, &finished, Some(&e.to_string()))
+    let (text, last) = loop {
+        let exit = c.wait_streaming(&mut chunk, &mut sink);
+        let reset = cfg.reset.as_ref().filter(|r| std::fs::remove_file(&r.request).is_ok());
+        let Some(reset) = reset.filter(|_| !watch.lock().unwrap_or_else(|e| e.into_inner()).gone) else {
+            break (exit_text(&exit, &c), Some(c));
+        };
+        // the old container's cgroup goes before the new one takes its place
+        drop(c);
+        match relaunch(&cfg, reset, config_path, netns.as_ref()) {
+            Ok((new, old_upper)) => {
+                c = new;
+                {
+                    let mut w = watch.lock().unwrap_or_else(|e| e.into_inner());
+                    if w.target >= 0 {
+                        unsafe { libc::close(w.target) };
+                        w.target = pidfd_open(c.pid);
+                    }
+                    if w.gone {
+                        pidfd_kill(w.target);
+                    }
+                }
+                if let Some(f) = &runtime_file {
+                    restamp_record(f, c.pid);
+                }
+                let _ = write_atomic(&reset.done, &json!({"pid": c.pid}).to_string());
+                c.release_plan();
+                let _ = std::fs::remove_dir_all(old_upper);
+            }
+            Err((msg, code)) => {
+                let _ = write_atomic(&reset.done, &json!({"error": msg, "exit_code": code}).to_string());
+                break (exit_json(code, None, false, &now(), Some(&msg)), None);
+            }
         }
     };
+    drop(chunk);
     drop(log);
     let _ = write_atomic(&cfg.exit_path, &text);
     if let Some(f) = &runtime_file {
         let _ = std::fs::remove_file(f);
     }
-    drop(c);
+    drop(last);
+    drop(netns);
     run_exit_command(&cfg);
     if let Some(r) = &cfg.remove {
         remove(r);
     }
     drop(lock);
     0
+}
+
+/// exit.json's content for how the container ended.
+fn exit_text(exit: &crate::error::Result<spawn::Exit>, c: &spawn::Container) -> String {
+    let finished = now();
+    match exit {
+        Ok(e) => exit_json(e.code, e.signal, e.oom_killed, &finished, None),
+        Err(e) => {
+            let (code, signal) = c.exit_status().unwrap_or((125, None));
+            exit_json(code, signal, false, &finished, Some(&e.to_string()))
+        }
+    }
+}
+
+/// Whether the spec joins an existing network namespace by path.
+fn joins_netns(spec: &str) -> bool {
+    let v: Value = serde_json::from_str(spec).unwrap_or(Value::Null);
+    network_ns(&v).is_some_and(|ns| ns.get("path").and_then(Value::as_str).is_some_and(|p| !p.is_empty()))
+}
+
+fn network_ns(spec: &Value) -> Option<&Value> {
+    spec.pointer("/linux/namespaces")?.as_array()?.iter().find(|ns| ns.get("type").and_then(Value::as_str) == Some("network"))
+}
+
+fn open_netns(pid: i32) -> Option<OwnedFd> {
+    let path = CString::new(format!("/proc/{pid}/ns/net")).ok()?;
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Start the container again for a reset: an empty upper layer (the old
+/// one's path returned, to be deleted once the caller has its answer), the
+/// spec from the shim's configuration file, the kept network namespace.
+fn relaunch(cfg: &Config, reset: &Reset, config_path: &str, netns: Option<&OwnedFd>) -> Result<(spawn::Container, PathBuf), (String, i32)> {
+    let mut old = reset.upper.as_os_str().to_owned();
+    old.push(format!(".reset-{}", now().replace([':', '.'], "")));
+    let old = PathBuf::from(old);
+    std::fs::rename(&reset.upper, &old).map_err(|e| (format!("reset: move {} aside: {e}", reset.upper.display()), 125))?;
+    std::fs::DirBuilder::new().mode(0o755).create(&reset.upper).map_err(|e| (format!("reset: make {}: {e}", reset.upper.display()), 125))?;
+    let text = std::fs::read_to_string(config_path).map_err(|e| (format!("reset: read {config_path}: {e}"), 125))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| (format!("reset: {config_path}: {e}"), 125))?;
+    let mut spec = v.get("spec").cloned().ok_or_else(|| (format!("reset: {config_path}: no spec"), 125))?;
+    if let Some(fd) = netns {
+        let path = format!("/proc/{}/fd/{}", std::process::id(), fd.as_raw_fd());
+        if let Some(ns) = spec.pointer_mut("/linux/namespaces").and_then(Value::as_array_mut).and_then(|a| {
+            a.iter_mut().find(|ns| ns.get("type").and_then(Value::as_str) == Some("network"))
+        }) {
+            ns["path"] = json!(path);
+        }
+    }
+    let mut again = cfg.clone();
+    again.spec = SpecSource::Inline(spec.to_string());
+    again.runtime_record = None;
+    let c = launch(&again)?;
+    Ok((c, old))
+}
+
+/// The runtime record after a reset: the new pid and start time.
+fn restamp_record(path: &Path, pid: i32) {
+    let Ok(text) = std::fs::read_to_string(path) else { return };
+    let Ok(mut rec) = serde_json::from_str::<Value>(&text) else { return };
+    if let Some(state) = rec.get_mut("State").and_then(Value::as_object_mut) {
+        state.insert("StartedAt".into(), json!(now()));
+    }
+    let _ = write_record(path, rec, pid);
 }
 
 /// Run `exit_command` to its end, its output discarded; a failure to run it
@@ -649,6 +802,21 @@ mod tests {
         let c = Config::parse(r#"{"spec_path": "/b/config.json", "log_path": "l", "exit_path": "e", "lock_dir": "d", "ready_fd": 3}"#).unwrap();
         assert_eq!(c.spec, SpecSource::Path("/b/config.json".into()));
         assert_eq!((c.lock_fd, c.tty, c.console_size, c.remove, c.owner_pidfd), (None, false, None, None, None));
+        assert_eq!(c.reset, None);
+
+        let reset = r#""reset": {"upper": "/c/upper", "request": "/c/reset.request", "done": "/c/reset.done"}"#;
+        let c = Config::parse(&format!(r#"{{"spec": {{}}, "log_path": "l", "exit_path": "e", "lock_dir": "d", "ready_fd": 3, {reset}}}"#)).unwrap();
+        assert_eq!(c.reset.map(|r| (r.upper, r.done)), Some(("/c/upper".into(), "/c/reset.done".into())));
+        let bad = r#""reset": {"upper": "/c/upper", "request": "/c/reset.request"}"#;
+        let e = Config::parse(&format!(r#"{{"spec": {{}}, "log_path": "l", "exit_path": "e", "lock_dir": "d", "ready_fd": 3, {bad}}}"#)).unwrap_err();
+        assert!(e.starts_with("reset.done"), "{e}");
+    }
+
+    #[test]
+    fn a_reset_finds_the_network_namespace_joined_by_path() {
+        assert!(joins_netns(r#"{"linux": {"namespaces": [{"type": "pid"}, {"type": "network", "path": "/proc/1/fd/3"}]}}"#));
+        assert!(!joins_netns(r#"{"linux": {"namespaces": [{"type": "network"}]}}"#));
+        assert!(!joins_netns(r#"{"linux": {"namespaces": [{"type": "pid"}]}}"#));
     }
 
     #[test]

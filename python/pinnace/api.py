@@ -269,6 +269,21 @@ class Container:
         self.stop(timeout)
         self.start()
 
+    def reset(self, timeout: float = 30) -> None:
+        """Back to the image's state: every process killed, the root
+        filesystem as the image has it (volumes kept), the command running
+        again; the same id, name, network addresses and published ports.
+        A running sandbox is started again by its own supervisor (about
+        what a start costs, spent outside this process)::
+
+            c.write_file("/etc/motd", "changed")
+            c.reset()
+            assert c.exec_run("cat /etc/motd").exit_code != 0  # not in the image
+        """
+        from pinnace.containers import control
+
+        control.reset(self._store, self.id, timeout)
+
     def kill(self, signal: str | int | None = "KILL") -> None:
         from pinnace.containers import control
 

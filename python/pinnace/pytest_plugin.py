@@ -16,9 +16,10 @@ Fixtures:
 - ``pinnace_image`` (session): the default image, pulled once per run.
 
 Options: ``--pinnace-image`` (ini ``pinnace_image``), ``--pinnace-root``,
-``--pinnace-runroot``, ``--pinnace-pool N`` (ini ``pinnace_pool``): keep N
-default sandboxes started ahead on a thread, so that ``sandbox`` without a
-marker takes one at once.
+``--pinnace-runroot``, ``--pinnace-pool N`` (ini ``pinnace_pool``): N
+default sandboxes made ahead and used again, each reset to its image's
+state between tests, so that ``sandbox`` without a marker takes one at
+once.
 
 A sandbox is killed by its supervisor when the pytest process that made it
 exits, however it exits (the supervisor holds a pidfd of that process).
@@ -59,9 +60,10 @@ def pytest_addoption(parser) -> None:
     group.addoption("--pinnace-runroot", default=None,
                     help="pinnace's runtime state (default: $PINNACE_RUNROOT, else /run/pinnace)")
     group.addoption("--pinnace-pool", type=int, default=None,
-                    help="keep N default sandboxes started ahead (default: ini pinnace_pool, else 0: none)")
+                    help="N default sandboxes made ahead, reset and used again between tests "
+                         "(default: ini pinnace_pool, else 0: none)")
     parser.addini("pinnace_image", "image of the sandbox fixture", default=DEFAULT_IMAGE)
-    parser.addini("pinnace_pool", "default sandboxes to keep started ahead", default="0")
+    parser.addini("pinnace_pool", "default sandboxes made ahead and reused after a reset", default="0")
 
 
 def pytest_configure(config) -> None:
@@ -166,10 +168,13 @@ class _Session:
 
 
 class _Pool:
-    """Default sandboxes (the session's image, idle, no options) started
-    ahead on a thread and kept at ``size``, so that a test takes one at
-    once. Not a pool of parked, resettable containers yet: each is used
-    once and removed like any other."""
+    """Default sandboxes (the session's image, idle, no options) made ahead
+    and used again: a test takes a ready one at once; at its end the
+    sandbox goes back and is reset to its image's state
+    (:meth:`Container.reset`: its processes killed, an empty upper layer,
+    its command started again by its own supervisor, outside this process)
+    on the pool's thread, ready for the next test. ``size`` sandboxes live
+    for the session, removed at its end."""
 
     def __init__(self, session: _Session, image: str, size: int):
         import collections
@@ -177,6 +182,8 @@ class _Pool:
 
         self.session, self.image, self.size = session, image, size
         self.ready: collections.deque = collections.deque()
+        self.returned: collections.deque = collections.deque()
+        self.made = 0  # sandboxes the pool owns: ready, returned or lent
         self.cond = threading.Condition()
         self.closed = False
         self.error: BaseException | None = None
@@ -184,32 +191,48 @@ class _Pool:
         self.thread.start()
 
     def _fill(self) -> None:
+        from pinnace.errors import PinnaceError
+
         while True:
             with self.cond:
-                while not self.closed and len(self.ready) >= self.size:
+                while not self.closed and not self.returned and self.made >= self.size:
                     self.cond.wait()
                 if self.closed:
                     return
+                c = self.returned.popleft() if self.returned else None
+                if c is None:
+                    self.made += 1
             try:
-                c = self.session.start(self.image, None, {})
+                if c is not None:
+                    try:
+                        c.reset()
+                    except PinnaceError:
+                        # removed or broken by its test: a new one instead
+                        _remove_all([c])
+                        c = self.session.start(self.image, None, {})
+                else:
+                    c = self.session.start(self.image, None, {})
             except BaseException as e:  # noqa: BLE001 - tests then start their own, and see the error
                 self.error = e
                 return
             with self.cond:
                 self.ready.append(c)
+                self.cond.notify_all()
 
     def take(self):
-        """A ready sandbox, or None (the pool is empty or broken: start one).
-        The thread starts the next one at ``refill`` (the test's teardown)
-        unless this emptied the pool: not while the test is being set up."""
+        """A ready sandbox; None when the pool is broken (start one). Waits
+        for one being reset rather than making more than ``size``."""
         with self.cond:
-            c = self.ready.popleft() if self.ready else None
-            if not self.ready:
-                self.cond.notify_all()
-        return c
+            while not self.ready and self.error is None and not self.closed:
+                self.cond.wait()
+            return self.ready.popleft() if self.ready else None
 
-    def refill(self) -> None:
+    def give_back(self, c) -> None:
         with self.cond:
+            if self.closed:
+                _remove_all([c])
+                return
+            self.returned.append(c)
             self.cond.notify_all()
 
     def close(self) -> None:
@@ -217,8 +240,9 @@ class _Pool:
             self.closed = True
             self.cond.notify_all()
         self.thread.join()
-        _remove_all(self.ready)
+        _remove_all(list(self.ready) + list(self.returned))
         self.ready.clear()
+        self.returned.clear()
 
 
 @pytest.fixture(scope="session")
@@ -329,6 +353,10 @@ def sandbox(request, sandbox_factory, _pinnace_pool):
     if marker and marker.args:
         options.setdefault("image", marker.args[0])
     c = _pinnace_pool.take() if not options and _pinnace_pool is not None else None
-    yield sandbox_factory.adopt(c) if c is not None else sandbox_factory(**options)
-    if _pinnace_pool is not None:
-        _pinnace_pool.refill()
+    if c is None:
+        yield sandbox_factory(**options)
+        return
+    try:
+        yield c
+    finally:
+        _pinnace_pool.give_back(c)

@@ -48,6 +48,9 @@ def _rmtree(path: str) -> None:
 
 
 TRASH_PREFIX = ".trash-"
+#: in a container's directory: a reset asked for (``control.reset``), answered by its shim
+RESET_REQUEST = "reset.request"
+RESET_DONE = "reset.done"
 #: every container's cgroup sits below this one
 CGROUP_PARENT = "pinnace"
 

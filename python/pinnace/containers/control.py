@@ -12,7 +12,7 @@ import select
 import signal as _signal
 import time
 
-from pinnace.containers import Store
+from pinnace.containers import RESET_DONE, RESET_REQUEST, Store
 from pinnace.errors import Conflict, PinnaceError, UsageError
 
 SIGNALS = {name[3:]: int(getattr(_signal, name)) for name in dir(_signal)
@@ -120,16 +120,105 @@ def wait_owner(store: Store, cid: str, timeout: float | None = None) -> bool:
             fcntl.flock(fd, fcntl.LOCK_SH)
             return True
         deadline = time.monotonic() + timeout
+        delay = 0.0002  # a supervisor usually lets go within a millisecond: look soon, then less often
         while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            if _lock_free(fd):
                 return True
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    return False
-                time.sleep(0.005)
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 0.005)
     finally:
         os.close(fd)
+
+
+def _lock_free(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def reset(store: Store, ref: str, timeout: float = 30) -> int:
+    """Bring a container back to its image's state and run its command
+    again (``Container.reset``); returns the new pid.
+
+    Every process of the container ends; its root filesystem is the image's
+    again (the overlay's upper layer is swapped for an empty one; volumes and
+    bind mounts are kept, as they outlive containers); its id, name,
+    labels, network addresses and published ports stay. A running container
+    is started again by its own supervisor, which keeps its network
+    namespace; a stopped one is started as ``start`` does."""
+    from pinnace._files import write_atomic
+    from pinnace._jsonenc import loads
+    from pinnace.errors import ExecError, SetupError
+
+    cid = store.resolve(ref)
+    p = store.paths(cid)
+    st = store.state(cid) or {}
+    request, done = os.path.join(p.dir, RESET_REQUEST), os.path.join(p.dir, RESET_DONE)
+    fd = _pidfd(st) if (st.get("State") or {}).get("Running") else None
+    if fd is not None:
+        _unlink(done)
+        try:
+            write_atomic(request, "{}\n")
+            # its first process only: the rest of its pid namespace goes with
+            # it (a kill of the whole cgroup could strike the new container)
+            try:
+                _signal.pidfd_send_signal(fd, 9)
+            except ProcessLookupError:
+                pass
+        finally:
+            os.close(fd)
+        lock = os.open(p.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            # Polled, briefly: a reset takes a few milliseconds, and closing an
+            # inotify descriptor alone costs more (the kernel waits out a grace period).
+            start = time.monotonic()
+            delay = 0.0001
+            while True:
+                try:
+                    with open(done, "rb") as f:
+                        msg = loads(f.read())
+                except FileNotFoundError:
+                    msg = None
+                if msg is not None:
+                    _unlink(done)
+                    if "error" in msg:
+                        code = msg.get("exit_code", 125)
+                        raise (ExecError if code in (126, 127) else SetupError)(msg["error"], code)
+                    return int(msg["pid"])
+                if _lock_free(lock):
+                    break  # its supervisor ended it before it saw the request: start it as stopped
+                waited = time.monotonic() - start
+                if waited >= timeout:
+                    raise PinnaceError(f"container {ref} did not come back from its reset in {timeout:g} s")
+                time.sleep(delay)
+                delay = min(delay * 2, 0.0005 if waited < 0.05 else 0.005)
+        finally:
+            os.close(lock)
+        _unlink(request)
+        _unlink(done)
+    lock = store.try_lock(p)
+    try:
+        old = f"{p.upper}.reset-{time.monotonic_ns()}"
+        os.rename(p.upper, old)
+        os.mkdir(p.upper, 0o755)
+    finally:
+        os.close(lock)
+    from pinnace import _core
+    from pinnace.containers.detached import restart_detached
+
+    _core.remove_tree(old)
+    return restart_detached(store, cid)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _kill_everything(cgroup: str, pidfd: int | None) -> None:

@@ -19,7 +19,7 @@ from pinnace import _core
 from pinnace._files import write_atomic
 from pinnace._jsonenc import dumps, loads
 from pinnace.config import RunOptions, build_spec, container_labels
-from pinnace.containers import TRASH_PREFIX, Store, new_id
+from pinnace.containers import RESET_DONE, RESET_REQUEST, TRASH_PREFIX, Store, new_id
 from pinnace.containers.runner import _etc_files, initial_record, join_netns, net_request_options, prepare, shim_binary
 from pinnace.errors import ExecError, SetupError
 from pinnace.images import Image
@@ -170,6 +170,9 @@ def start_detached(store: Store, image: Image, opts: RunOptions, *, tty: bool = 
                        "name_link": os.path.join(store.names, name), "name_target": cid,
                        "files": [p.runtime_file]} if opts.remove else None,
             "exit_command": _exit_command(p, netreq),
+            # Container.reset: the shim starts it again on an empty upper layer
+            "reset": {"upper": p.upper, "request": os.path.join(p.dir, RESET_REQUEST),
+                      "done": os.path.join(p.dir, RESET_DONE)},
         }
         msg = _hand_over(shim, os.path.join(p.dir, SHIM_CONFIG), config, lock_fd, owner_pidfd)
         handed_over = msg is not None

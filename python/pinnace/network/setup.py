@@ -194,8 +194,16 @@ def _attach(nets: Networks, store, fd: int, cid: str, name: str, hosts_path: str
         try:
             try:
                 _ensure_bridge(nets, net)
-                mac = _core.net_attach(fd, bridge_of(net), host_if, ifname, [f"{addr}/{prefix}"],
-                                       gateway if default_route else None, MTU)
+                try:
+                    mac = _core.net_attach(fd, bridge_of(net), host_if, ifname, [f"{addr}/{prefix}"],
+                                           gateway if default_route else None, MTU)
+                except Conflict:
+                    # the host end (named after this container) of its last
+                    # run: the kernel tears a dead namespace down a little
+                    # after its last process, so it may be there still
+                    _core.net_link_delete(host_if)
+                    mac = _core.net_attach(fd, bridge_of(net), host_if, ifname, [f"{addr}/{prefix}"],
+                                           gateway if default_route else None, MTU)
             except SetupError:
                 # the bridge or the table may have gone (deleted by hand, or a
                 # new namespace that reuses an old one's inode): make them again
