@@ -78,7 +78,8 @@ pub struct Config {
 /// exit: it swaps `upper` (the overlay's private layer) for an empty one,
 /// starts the container again from the same spec, in the same network
 /// namespace (so its addresses, names and published ports stay), and
-/// answers in `done` (`{"pid": N}` or `{"error": ..., "exit_code": N}`).
+/// answers in `done` (`{"pid": N}` or `{"error": ..., "exit_code": N}`;
+/// written into it when it is a FIFO, which the requester then polls).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reset {
     pub upper: PathBuf,
@@ -573,12 +574,12 @@ fn supervise(r: Running, watch: &SharedWatch, config_path: &str) -> i32 {
                 if let Some(f) = &runtime_file {
                     restamp_record(f, c.pid);
                 }
-                let _ = write_atomic(&reset.done, &json!({"pid": c.pid}).to_string());
+                answer(&reset.done, &json!({"pid": c.pid}).to_string());
                 c.release_plan();
                 let _ = std::fs::remove_dir_all(old_upper);
             }
             Err((msg, code)) => {
-                let _ = write_atomic(&reset.done, &json!({"error": msg, "exit_code": code}).to_string());
+                answer(&reset.done, &json!({"error": msg, "exit_code": code}).to_string());
                 break (exit_json(code, None, false, &now(), Some(&msg)), None);
             }
         }
@@ -607,6 +608,23 @@ fn exit_text(exit: &crate::error::Result<spawn::Exit>, c: &spawn::Container) -> 
         Err(e) => {
             let (code, signal) = c.exit_status().unwrap_or((125, None));
             exit_json(code, signal, false, &finished, Some(&e.to_string()))
+        }
+    }
+}
+
+/// A reset's answer: into the FIFO its requester waits on (woken at once,
+/// no polling), else as a file.
+fn answer(path: &Path, text: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::FileTypeExt;
+
+    let fifo = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(path);
+    match fifo {
+        Ok(mut f) if f.metadata().is_ok_and(|m| m.file_type().is_fifo()) => {
+            let _ = f.write_all(format!("{text}\n").as_bytes());
+        }
+        _ => {
+            let _ = write_atomic(path, text);
         }
     }
 }

@@ -172,9 +172,9 @@ class _Pool:
     and used again: a test takes a ready one at once; at its end the
     sandbox goes back and is reset to its image's state
     (:meth:`Container.reset`: its processes killed, an empty upper layer,
-    its command started again by its own supervisor, outside this process)
-    on the pool's thread, ready for the next test. ``size`` sandboxes live
-    for the session, removed at its end."""
+    its command started again by its own supervisor, outside this process).
+    Resets run side by side: the pool's thread asks, then sleeps on their
+    answers. ``size`` sandboxes live for the session, removed at its end."""
 
     def __init__(self, session: _Session, image: str, size: int):
         import collections
@@ -183,41 +183,91 @@ class _Pool:
         self.session, self.image, self.size = session, image, size
         self.ready: collections.deque = collections.deque()
         self.returned: collections.deque = collections.deque()
-        self.made = 0  # sandboxes the pool owns: ready, returned or lent
+        self.leftover: list = []
+        self.made = 0  # sandboxes the pool owns: ready, being reset, or lent
         self.cond = threading.Condition()
         self.closed = False
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._fill, name="pinnace-pool", daemon=True)
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.thread = threading.Thread(target=self._run, name="pinnace-pool", daemon=True)
         self.thread.start()
 
+    def _run(self) -> None:
+        try:
+            self._fill()
+        except BaseException as e:  # noqa: BLE001 - tests then start their own, and see the error
+            self.error = e
+            with self.cond:
+                self.cond.notify_all()
+
     def _fill(self) -> None:
+        import select
+
+        from pinnace.containers.control import ResetInProgress
         from pinnace.errors import PinnaceError
 
-        while True:
-            with self.cond:
-                while not self.closed and not self.returned and self.made >= self.size:
-                    self.cond.wait()
-                if self.closed:
-                    return
-                c = self.returned.popleft() if self.returned else None
-                if c is None:
-                    self.made += 1
-            try:
-                if c is not None:
+        pending: dict[int, tuple] = {}
+        poller = select.poll()
+        poller.register(self.wake_r, select.POLLIN)
+        try:
+            while True:
+                with self.cond:
+                    if self.closed:
+                        return
+                    returned = list(self.returned)
+                    self.returned.clear()
+                    make = self.made < self.size
+                    if make:
+                        self.made += 1
+                for c in returned:
                     try:
-                        c.reset()
+                        r = ResetInProgress(c._store, c.id)
                     except PinnaceError:
-                        # removed or broken by its test: a new one instead
-                        _remove_all([c])
-                        c = self.session.start(self.image, None, {})
-                else:
-                    c = self.session.start(self.image, None, {})
-            except BaseException as e:  # noqa: BLE001 - tests then start their own, and see the error
-                self.error = e
-                return
-            with self.cond:
-                self.ready.append(c)
-                self.cond.notify_all()
+                        r = None  # removed by its test
+                    if r is not None and r.fileno() >= 0:
+                        pending[r.fileno()] = (c, r)
+                        poller.register(r.fileno(), select.POLLIN)
+                    else:
+                        self._put(self._finish(c, r))
+                if make:
+                    self._put(self.session.start(self.image, None, {}))
+                    continue
+                for fd, _ in poller.poll(100 if pending else None):
+                    if fd == self.wake_r:
+                        try:
+                            os.read(self.wake_r, 4096)
+                        except BlockingIOError:
+                            pass
+                    elif fd in pending:
+                        poller.unregister(fd)
+                        self._put(self._finish(*pending.pop(fd)))
+                for fd, (c, r) in list(pending.items()):
+                    if r.abandoned():
+                        poller.unregister(fd)
+                        del pending[fd]
+                        self._put(self._finish(c, r))
+        finally:
+            for c, r in pending.values():
+                r.cancel()
+                self.leftover.append(c)
+
+    def _finish(self, c, r):
+        """The sandbox once its reset is done; a new one if it cannot be."""
+        from pinnace.errors import PinnaceError
+
+        try:
+            if r is None:
+                raise PinnaceError("gone")
+            r.result()
+            return c
+        except PinnaceError:
+            _remove_all([c])
+            return self.session.start(self.image, None, {})
+
+    def _put(self, c) -> None:
+        with self.cond:
+            self.ready.append(c)
+            self.cond.notify_all()
 
     def take(self):
         """A ready sandbox; None when the pool is broken (start one). Waits
@@ -233,16 +283,26 @@ class _Pool:
                 _remove_all([c])
                 return
             self.returned.append(c)
-            self.cond.notify_all()
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self.wake_w, b"x")
+        except BlockingIOError:
+            pass  # woken already
 
     def close(self) -> None:
         with self.cond:
             self.closed = True
             self.cond.notify_all()
+        self._wake()
         self.thread.join()
-        _remove_all(list(self.ready) + list(self.returned))
+        os.close(self.wake_r)
+        os.close(self.wake_w)
+        _remove_all(list(self.ready) + list(self.returned) + self.leftover)
         self.ready.clear()
         self.returned.clear()
+        self.leftover.clear()
 
 
 @pytest.fixture(scope="session")

@@ -150,68 +150,111 @@ def reset(store: Store, ref: str, timeout: float = 30) -> int:
     labels, network addresses and published ports stay. A running container
     is started again by its own supervisor, which keeps its network
     namespace; a stopped one is started as ``start`` does."""
-    from pinnace._files import write_atomic
-    from pinnace._jsonenc import loads
-    from pinnace.errors import ExecError, SetupError
+    return ResetInProgress(store, store.resolve(ref)).result(timeout)
 
-    cid = store.resolve(ref)
-    p = store.paths(cid)
-    st = store.state(cid) or {}
-    request, done = os.path.join(p.dir, RESET_REQUEST), os.path.join(p.dir, RESET_DONE)
-    fd = _pidfd(st) if (st.get("State") or {}).get("Running") else None
-    if fd is not None:
-        _unlink(done)
+
+class ResetInProgress:
+    """A reset asked for: ``fileno()`` becomes readable when the supervisor
+    has answered (so many can be awaited at once with one poll);
+    ``result()`` waits for it and returns the new pid."""
+
+    def __init__(self, store: Store, cid: str):
+        from pinnace._files import write_atomic
+
+        self.store, self.cid = store, cid
+        p = store.paths(cid)
+        self.request, self.done = os.path.join(p.dir, RESET_REQUEST), os.path.join(p.dir, RESET_DONE)
+        self.fd = self.lock = -1
+        st = store.state(cid) or {}
+        pidfd = _pidfd(st) if (st.get("State") or {}).get("Running") else None
+        if pidfd is None:
+            return  # stopped: result() resets it as start would
         try:
-            write_atomic(request, "{}\n")
+            # the supervisor writes its answer into this FIFO: a wake-up, not a poll
+            _unlink(self.done)
+            os.mkfifo(self.done, 0o600)
+            self.fd = os.open(self.done, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            self.lock = os.open(p.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            write_atomic(self.request, "{}\n")
             # its first process only: the rest of its pid namespace goes with
             # it (a kill of the whole cgroup could strike the new container)
             try:
-                _signal.pidfd_send_signal(fd, 9)
+                _signal.pidfd_send_signal(pidfd, 9)
             except ProcessLookupError:
                 pass
+        except BaseException:
+            self._close()
+            raise
         finally:
-            os.close(fd)
-        lock = os.open(p.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            os.close(pidfd)
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def abandoned(self) -> bool:
+        """Its supervisor has ended without answering (``result`` then
+        starts it as a stopped container)."""
+        return self.lock >= 0 and _lock_free(self.lock)
+
+    def cancel(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        for fd in (self.fd, self.lock):
+            if fd >= 0:
+                os.close(fd)
+        self.fd = self.lock = -1
+        _unlink(self.done)
+
+    def result(self, timeout: float = 30) -> int:
+        from pinnace._jsonenc import loads
+        from pinnace.errors import ExecError, SetupError
+
+        if self.fd >= 0:
+            try:
+                p = select.poll()
+                p.register(self.fd, select.POLLIN)
+                deadline = time.monotonic() + timeout
+                data = b""
+                while True:
+                    if p.poll(50):
+                        try:
+                            chunk = os.read(self.fd, 4096)
+                        except BlockingIOError:
+                            chunk = b""
+                        data += chunk
+                        if not chunk:
+                            time.sleep(0.001)  # a writer came and went without a word
+                    if data.endswith(b"\n"):
+                        msg = loads(data)
+                        if "error" in msg:
+                            code = msg.get("exit_code", 125)
+                            raise (ExecError if code in (126, 127) else SetupError)(msg["error"], code)
+                        return int(msg["pid"])
+                    if _lock_free(self.lock):
+                        break  # its supervisor ended before it saw the request: reset it as stopped
+                    if time.monotonic() >= deadline:
+                        raise PinnaceError(f"container {self.cid[:12]} did not come back from its reset "
+                                           f"in {timeout:g} s")
+            finally:
+                self._close()
+            _unlink(self.request)
+        return self._reset_stopped()
+
+    def _reset_stopped(self) -> int:
+        from pinnace import _core
+        from pinnace.containers.detached import restart_detached
+
+        p = self.store.paths(self.cid)
+        lock = self.store.try_lock(p)
         try:
-            # Polled, briefly: a reset takes a few milliseconds, and closing an
-            # inotify descriptor alone costs more (the kernel waits out a grace period).
-            start = time.monotonic()
-            delay = 0.0001
-            while True:
-                try:
-                    with open(done, "rb") as f:
-                        msg = loads(f.read())
-                except FileNotFoundError:
-                    msg = None
-                if msg is not None:
-                    _unlink(done)
-                    if "error" in msg:
-                        code = msg.get("exit_code", 125)
-                        raise (ExecError if code in (126, 127) else SetupError)(msg["error"], code)
-                    return int(msg["pid"])
-                if _lock_free(lock):
-                    break  # its supervisor ended it before it saw the request: start it as stopped
-                waited = time.monotonic() - start
-                if waited >= timeout:
-                    raise PinnaceError(f"container {ref} did not come back from its reset in {timeout:g} s")
-                time.sleep(delay)
-                delay = min(delay * 2, 0.0005 if waited < 0.05 else 0.005)
+            old = f"{p.upper}.reset-{time.monotonic_ns()}"
+            os.rename(p.upper, old)
+            os.mkdir(p.upper, 0o755)
         finally:
             os.close(lock)
-        _unlink(request)
-        _unlink(done)
-    lock = store.try_lock(p)
-    try:
-        old = f"{p.upper}.reset-{time.monotonic_ns()}"
-        os.rename(p.upper, old)
-        os.mkdir(p.upper, 0o755)
-    finally:
-        os.close(lock)
-    from pinnace import _core
-    from pinnace.containers.detached import restart_detached
-
-    _core.remove_tree(old)
-    return restart_detached(store, cid)
+        _core.remove_tree(old)
+        return restart_detached(self.store, self.cid)
 
 
 def _unlink(path: str) -> None:

@@ -81,9 +81,10 @@ def _hand_over(shim: str, config_path: str, config: dict, lock_fd: int, owner_pi
                     os.set_inheritable(fd, False)
         os.close(w)
         w = -1
-        # the shim forks at once: its first process ends, the shim is adopted
-        os.waitpid(pid, 0)
         line = _read_line(r)
+        # the shim forked at once (its first process ended, the shim was
+        # adopted): reaped after its answer, not waited for before it
+        os.waitpid(pid, 0)
         return loads(line) if line else None
     finally:
         for fd in (r, w):
