@@ -144,15 +144,20 @@ def test_write_and_read_file_both_ways(box):
         box.write_file("/no/such/dir/f", b"x")
 
 
-def test_put_and_get_archive_both_ways(box):
+def _tar(*files: tuple[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in (("pkg/a.txt", b"A\n"), ("pkg/sub/b.txt", b"B\n")):
+        for name, data in files:
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(data), 0o640
             tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_put_and_get_archive_both_ways(box):
+    archive = _tar(("pkg/a.txt", b"A\n"), ("pkg/sub/b.txt", b"B\n"))
     box.exec_run("mkdir /srv/in")
-    assert box.put_archive("/srv/in", buf.getvalue()) is True
+    assert box.put_archive("/srv/in", archive) is True
     assert box.exec_run("cat /srv/in/pkg/a.txt /srv/in/pkg/sub/b.txt; stat -c %a /srv/in/pkg/a.txt").output \
         == b"A\nB\n640\n"
     chunks, st = box.get_archive("/srv/in/pkg")
@@ -165,13 +170,39 @@ def test_put_and_get_archive_both_ways(box):
     with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
         assert tar.extractfile("a.txt").read() == b"A\n"
     with pytest.raises(UsageError):
-        box.put_archive("/srv/in/pkg/a.txt", buf.getvalue())  # not a directory
+        box.put_archive("/srv/in/pkg/a.txt", archive)  # not a directory
     evil = io.BytesIO()
     with tarfile.open(fileobj=evil, mode="w") as tar:
         info = tarfile.TarInfo("../../escape")
         tar.addfile(info, io.BytesIO(b""))
     with pytest.raises(tarfile.TarError):
         box.put_archive("/srv/in", evil.getvalue())
+
+
+def test_files_go_in_and_out_of_a_stopped_container(client):
+    # the first run finds neither file; the second prints what was put in while it was stopped
+    script = "cat /tmp/in /srv/pkg/a.txt 2>/dev/null; echo made > /tmp/out; echo secret > /etc/marker; " \
+             "ln -sf /etc/marker /tmp/link"
+    with client.containers.run("host", script, detach=True) as c:
+        assert c.wait(timeout=10)["StatusCode"] == 0 and c.status == "exited"
+        assert c.read_file("/tmp/out") == b"made\n"
+        # the link resolves inside the container's root (the host has no /etc/marker)
+        assert c.read_file("/tmp/link") == b"secret\n"
+        c.write_file("/tmp/in", "written while stopped\n")
+        assert c.put_archive("/srv", _tar(("pkg/a.txt", b"A\n"))) is True
+        chunks, st = c.get_archive("/tmp/out")
+        assert st["size"] == 5
+        with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+            assert tar.extractfile("out").read() == b"made\n"
+        with pytest.raises(FileNotFoundError):
+            c.read_file("/tmp/absent")
+        with pytest.raises(UsageError, match="no such file"):
+            c.put_archive("/no/such/dir", _tar(("x", b"")))
+        with open("/proc/self/mountinfo") as f:
+            assert c.id not in f.read()  # the copy's mount went with it
+        c.start()
+        assert c.wait(timeout=10)["StatusCode"] == 0
+        assert c.logs() == b"written while stopped\nA\n"
 
 
 def test_logs_and_stats(client):

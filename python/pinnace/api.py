@@ -452,10 +452,12 @@ class Container:
 
     def put_archive(self, path: str, data) -> bool:
         """Unpack a tar archive (bytes or a binary file object) into the
-        directory ``path`` in the running container, as docker-py does.
-        Entries that would land outside it are refused (tarfile's ``data``
-        filter); the copy in is done with every path looked up inside the
-        container's root."""
+        directory ``path`` in the container, as docker-py does. Entries that
+        would land outside it are refused (tarfile's ``data`` filter); the
+        copy in is done with every path looked up inside the container's
+        root. Like all the file methods it works on a stopped container too,
+        as ``docker cp`` does: its root filesystem is mounted for the copy
+        alone (volumes and the host image's /usr are not part of that view)."""
         import io
         import os
         import stat
@@ -480,9 +482,9 @@ class Container:
         return True
 
     def get_archive(self, path: str, chunk_size: int = 2 << 20, encode_stream: bool = False):
-        """``(chunks, stat)``: a tar archive of ``path`` in the running
-        container (an iterator of bytes) and docker's stat of it (``name``,
-        ``size``, ``mode``, ``mtime``, ``linkTarget``)."""
+        """``(chunks, stat)``: a tar archive of ``path`` in the container
+        (running or not; an iterator of bytes) and docker's stat of it
+        (``name``, ``size``, ``mode``, ``mtime``, ``linkTarget``)."""
         import io
         import os
         import tarfile
@@ -513,8 +515,8 @@ class Container:
             raise UsageError(f"no such file or directory in container {self.id[:12]}: {path}") from None
 
     def write_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
-        """Make ``path`` in the running container a file holding ``data``
-        (its directory must exist).
+        """Make ``path`` in the container (running or not) a file holding
+        ``data`` (its directory must exist).
 
         >>> c.write_file("/tmp/greeting", "hi\\n"); c.read_file("/tmp/greeting")
         b'hi\\n'
@@ -524,7 +526,7 @@ class Container:
         cp.write_file(self._store, self.id, path, data.encode() if isinstance(data, str) else bytes(data), mode)
 
     def read_file(self, path: str) -> bytes:
-        """The content of the file ``path`` in the running container."""
+        """The content of the file ``path`` in the container (running or not)."""
         from pinnace.containers import cp
 
         return cp.read_file(self._store, self.id, path)
