@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import os
 import re
+import socket
+import struct
 import subprocess
 import sys
 import tarfile
@@ -110,8 +112,8 @@ def test_exec_run_demux_stdout_stderr_and_input(box):
     with pytest.raises(ExecTimeout) as e:
         box.exec_run("echo x; exec sleep 30", tty=True, timeout=0.3)
     assert e.value.output == b"x\r\n"
-    with pytest.raises(UsageError):
-        box.exec_run("true", tty=True, stream=True)
+    with pytest.raises(UsageError, match="input="):
+        box.exec_run("cat", tty=True, input=b"x")
 
 
 def test_exec_run_stream_yields_chunks_as_they_come(box):
@@ -126,6 +128,89 @@ def test_exec_run_stream_yields_chunks_as_they_come(box):
     with pytest.raises(ExecTimeout):
         list(box.exec_run("exec sleep 30", stream=True, timeout=0.2).output)
     assert not any("sleep 30" in row[-1] for row in box.top()[1:])
+
+
+def test_exec_run_tty_streams_and_detaches(box, client):
+    r = box.exec_run("test -t 1 && echo one; sleep 0.4; echo two", tty=True, stream=True)
+    assert r.exit_code is None
+    t = time.monotonic()
+    assert next(r.output) == b"one\r\n" and time.monotonic() - t < 0.35
+    assert b"".join(r.output) == b"two\r\n"
+    with pytest.raises(ExecTimeout):
+        list(box.exec_run("exec sleep 30", tty=True, stream=True, timeout=0.2).output)
+    # far more than a terminal buffers: it finishes only if its output is read
+    r = box.exec_run("test -t 1 && seq 200000 && echo on-tty > /tmp/tty-done", tty=True, detach=True)
+    assert (r.exit_code, r.output) == (None, None)
+    box.wait_for_command("test -s /tmp/tty-done", timeout=20)
+    # and it runs on after the process that started it is gone, as docker's do
+    code = (f"import pinnace; pinnace.container({box.id!r}).exec_run("
+            "'sleep 0.5; echo alive > /tmp/tty-alive', tty=True, detach=True)")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+    assert box.wait_for_command("cat /tmp/tty-alive", timeout=10).output == b"alive\n"
+
+
+def _frames(sock):
+    """(stream, payload) from docker's multiplexed exec stream, read as
+    docker-py's docker.utils.socket.frames_iter reads it (SocketIO.read)."""
+    def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = sock.read(n - len(data))
+            if not chunk:
+                return data
+            data += chunk
+        return data
+
+    while True:
+        header = exactly(8)
+        if not header:
+            return
+        stream, size = struct.unpack(">BxxxL", header)
+        yield stream, exactly(size)
+
+
+def _merged(frames) -> list[tuple[int, bytes]]:
+    """Consecutive frames of one stream as one (a chunk may come in pieces)."""
+    out: list[tuple[int, bytes]] = []
+    for stream, data in frames:
+        if out and out[-1][0] == stream:
+            out[-1] = (stream, out[-1][1] + data)
+        else:
+            out.append((stream, data))
+    return out
+
+
+def test_exec_run_socket_is_docker_py_s(box):
+    code, sock = box.exec_run("cat; echo done >&2", socket=True, stdin=True, timeout=20)
+    assert code is None and isinstance(sock, socket.SocketIO)
+    sock._sock.settimeout(10)
+    sock.write(b"to stdin\n")
+    sock._sock.shutdown(socket.SHUT_WR)  # its stdin ends: cat ends
+    assert _merged(_frames(sock)) == [(1, b"to stdin\n"), (2, b"done\n")]
+    sock.close()
+    # no stdin=True: the command reads nothing (docker attaches no stdin)
+    _, sock = box.exec_run("cat; echo out", socket=True, timeout=20)
+    sock._sock.settimeout(10)
+    assert _merged(_frames(sock)) == [(1, b"out\n")]
+    sock.close()
+    # a terminal: its bytes as they are, no frames
+    _, sock = box.exec_run("cat", socket=True, stdin=True, tty=True, timeout=20)
+    sock._sock.settimeout(10)
+    sock.write(b"hi\n")
+    seen = b""
+    while seen.count(b"hi\r\n") < 2:  # the terminal's echo, then cat's copy
+        seen += sock.read(100)
+    sock.write(b"\x04")  # ^D: end-of-file on a terminal
+    assert seen == b"hi\r\nhi\r\n" and sock.read() == b""
+    sock.close()
+    t = time.monotonic()
+    _, sock = box.exec_run("exec sleep 30", socket=True, timeout=0.3)
+    sock._sock.settimeout(10)
+    assert sock.read() == b"" and time.monotonic() - t < 5
+    sock.close()
+    assert not any("sleep 30" in row[-1] for row in box.top()[1:])
+    with pytest.raises(UsageError, match="input="):
+        box.exec_run("cat", socket=True, input=b"x")
 
 
 def test_write_and_read_file_both_ways(box):
