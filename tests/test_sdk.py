@@ -18,7 +18,8 @@ import pytest
 import pinnace
 from conftest import container_dirs
 from pinnace.client import publish_list, volume_list
-from pinnace.errors import ContainerError, ContainerNotFound, ExecTimeout, NotReady, UsageError
+from pinnace.errors import (Conflict, ContainerError, ContainerNotFound, ExecTimeout, ImageNotFound, NotReady,
+                            UsageError)
 
 IDLE = ["sleep", "infinity"]
 
@@ -288,6 +289,38 @@ def test_files_go_in_and_out_of_a_stopped_container(client):
         c.start()
         assert c.wait(timeout=10)["StatusCode"] == 0
         assert c.logs() == b"written while stopped\nA\n"
+
+
+@pytest.mark.registry
+def test_images_remove_as_docker_rmi(client, images):
+    img = images.unique("sdk-rmi", size=20_000)
+    assert client.images.pull(img.ref).id == img.id
+    tag = client.images.get(img.ref).tags[0]
+    with client.containers.run(img.ref, ["sh", "-c", "exit 0"], detach=True) as c:
+        c.wait(timeout=10)
+        # a stopped container still uses it: refused, and the image stays
+        with pytest.raises(Conflict, match=f"in use by container {c.short_id}"):
+            client.images.remove(img.ref)
+        assert client.images.get(img.ref).id == img.id
+        done = client.images.remove(img.ref, force=True)
+        assert done[0] == {"Untagged": tag} and done[-1] == {"Deleted": img.id}
+        with pytest.raises(ImageNotFound):
+            client.images.get(img.ref)
+        # the layers it stacks were kept: it starts again
+        c.start()
+        assert c.wait(timeout=10)["StatusCode"] == 0
+    # one of two tags: only untagged, the image stays under the other
+    images.registry.push(images.layout, "sdk-rmi", img.repo, "second", "--format", "oci")
+    other = f"{img.name}:second"
+    client.images.pull(img.ref)
+    client.images.pull(other)
+    assert client.images.remove(img.ref) == [{"Untagged": tag}]
+    assert client.images.get(other).id == img.id
+    assert client.images.remove(client.images.get(other), noprune=True)[-1] == {"Deleted": img.id}
+    with pytest.raises(ImageNotFound, match="no such image"):
+        client.images.remove(other)
+    with pytest.raises(UsageError):
+        client.images.remove(None)
 
 
 def test_logs_and_stats(client):
