@@ -269,7 +269,9 @@ def test_files_go_in_and_out_of_a_stopped_container(client):
     # the first run finds neither file; the second prints what was put in while it was stopped
     script = "cat /tmp/in /srv/pkg/a.txt 2>/dev/null; echo made > /tmp/out; echo secret > /etc/marker; " \
              "ln -sf /etc/marker /tmp/link"
-    with client.containers.run("host", script, detach=True) as c:
+    # network none: a restart on the bridge at once can meet the last run's veth, which the kernel
+    # takes away with the old network namespace asynchronously
+    with client.containers.run("host", script, detach=True, network="none") as c:
         assert c.wait(timeout=10)["StatusCode"] == 0 and c.status == "exited"
         assert c.read_file("/tmp/out") == b"made\n"
         # the link resolves inside the container's root (the host has no /etc/marker)
@@ -296,7 +298,7 @@ def test_images_remove_as_docker_rmi(client, images):
     img = images.unique("sdk-rmi", size=20_000)
     assert client.images.pull(img.ref).id == img.id
     tag = client.images.get(img.ref).tags[0]
-    with client.containers.run(img.ref, ["sh", "-c", "exit 0"], detach=True) as c:
+    with client.containers.run(img.ref, ["sh", "-c", "exit 0"], detach=True, network="none") as c:
         c.wait(timeout=10)
         # a stopped container still uses it: refused, and the image stays
         with pytest.raises(Conflict, match=f"in use by container {c.short_id}"):
@@ -476,4 +478,43 @@ def test_threads_start_detached_containers_at_once(tmp_path):
     finally:
         for c in boxes:
             c.remove(force=True)
+    assert not container_dirs({"root": client.root})
+
+
+SDK_MD = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "docs", "SDK.md")
+
+
+def _python_blocks(path: str) -> list[tuple[int, str]]:
+    """(first line, code) of each ```python block of a Markdown file."""
+    blocks, lines, start = [], None, 0
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if lines is None:
+                if line.strip() == "```python":
+                    lines, start = [], n + 1
+            elif line.strip() == "```":
+                blocks.append((start, "".join(lines)))
+                lines = None
+            else:
+                lines.append(line)
+    assert lines is None, f"{path}: a python block from line {start} is never closed"
+    return blocks
+
+
+def test_sdk_md_examples_run(client, tmp_path):
+    # plain blocks run here; blocks of test functions run as a pytest file (the plugin's)
+    blocks = _python_blocks(SDK_MD)
+    suites = [(start, code) for start, code in blocks if re.search(r"^def test_", code, re.M)]
+    assert len(blocks) >= 8 and suites
+    for start, code in blocks:
+        if (start, code) not in suites:
+            # padded so that a failure's traceback gives the line in SDK.md
+            exec(compile("\n" * (start - 1) + code, SDK_MD, "exec"), {"__name__": "sdk_md"})
+    for start, code in suites:
+        path = tmp_path / f"test_sdk_md_{start}.py"
+        path.write_text("\n" * (start - 1) + code)
+        r = subprocess.run([sys.executable, "-m", "pytest", "-p", "pinnace.pytest_plugin", "-p", "no:cacheprovider",
+                            "-q", str(path)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        count = len(re.findall(r"^def test_", code, re.M))
+        assert r.returncode == 0 and f"{count} passed" in r.stdout, f"SDK.md line {start}:\n{r.stdout}{r.stderr}"
     assert not container_dirs({"root": client.root})
