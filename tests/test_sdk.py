@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import os
 import re
+import socket
+import struct
 import subprocess
 import sys
 import tarfile
@@ -16,7 +18,8 @@ import pytest
 import pinnace
 from conftest import container_dirs
 from pinnace.client import publish_list, volume_list
-from pinnace.errors import ContainerError, ContainerNotFound, ExecTimeout, NotReady, UsageError
+from pinnace.errors import (Conflict, ContainerError, ContainerNotFound, ExecTimeout, ImageNotFound, NotReady,
+                            UsageError)
 
 IDLE = ["sleep", "infinity"]
 
@@ -110,8 +113,8 @@ def test_exec_run_demux_stdout_stderr_and_input(box):
     with pytest.raises(ExecTimeout) as e:
         box.exec_run("echo x; exec sleep 30", tty=True, timeout=0.3)
     assert e.value.output == b"x\r\n"
-    with pytest.raises(UsageError):
-        box.exec_run("true", tty=True, stream=True)
+    with pytest.raises(UsageError, match="input="):
+        box.exec_run("cat", tty=True, input=b"x")
 
 
 def test_exec_run_stream_yields_chunks_as_they_come(box):
@@ -126,6 +129,89 @@ def test_exec_run_stream_yields_chunks_as_they_come(box):
     with pytest.raises(ExecTimeout):
         list(box.exec_run("exec sleep 30", stream=True, timeout=0.2).output)
     assert not any("sleep 30" in row[-1] for row in box.top()[1:])
+
+
+def test_exec_run_tty_streams_and_detaches(box, client):
+    r = box.exec_run("test -t 1 && echo one; sleep 0.4; echo two", tty=True, stream=True)
+    assert r.exit_code is None
+    t = time.monotonic()
+    assert next(r.output) == b"one\r\n" and time.monotonic() - t < 0.35
+    assert b"".join(r.output) == b"two\r\n"
+    with pytest.raises(ExecTimeout):
+        list(box.exec_run("exec sleep 30", tty=True, stream=True, timeout=0.2).output)
+    # far more than a terminal buffers: it finishes only if its output is read
+    r = box.exec_run("test -t 1 && seq 200000 && echo on-tty > /tmp/tty-done", tty=True, detach=True)
+    assert (r.exit_code, r.output) == (None, None)
+    box.wait_for_command("test -s /tmp/tty-done", timeout=20)
+    # and it runs on after the process that started it is gone, as docker's do
+    code = (f"import pinnace; pinnace.container({box.id!r}).exec_run("
+            "'sleep 0.5; echo alive > /tmp/tty-alive', tty=True, detach=True)")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+    assert box.wait_for_command("cat /tmp/tty-alive", timeout=10).output == b"alive\n"
+
+
+def _frames(sock):
+    """(stream, payload) from docker's multiplexed exec stream, read as
+    docker-py's docker.utils.socket.frames_iter reads it (SocketIO.read)."""
+    def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = sock.read(n - len(data))
+            if not chunk:
+                return data
+            data += chunk
+        return data
+
+    while True:
+        header = exactly(8)
+        if not header:
+            return
+        stream, size = struct.unpack(">BxxxL", header)
+        yield stream, exactly(size)
+
+
+def _merged(frames) -> list[tuple[int, bytes]]:
+    """Consecutive frames of one stream as one (a chunk may come in pieces)."""
+    out: list[tuple[int, bytes]] = []
+    for stream, data in frames:
+        if out and out[-1][0] == stream:
+            out[-1] = (stream, out[-1][1] + data)
+        else:
+            out.append((stream, data))
+    return out
+
+
+def test_exec_run_socket_is_docker_py_s(box):
+    code, sock = box.exec_run("cat; echo done >&2", socket=True, stdin=True, timeout=20)
+    assert code is None and isinstance(sock, socket.SocketIO)
+    sock._sock.settimeout(10)
+    sock.write(b"to stdin\n")
+    sock._sock.shutdown(socket.SHUT_WR)  # its stdin ends: cat ends
+    assert _merged(_frames(sock)) == [(1, b"to stdin\n"), (2, b"done\n")]
+    sock.close()
+    # no stdin=True: the command reads nothing (docker attaches no stdin)
+    _, sock = box.exec_run("cat; echo out", socket=True, timeout=20)
+    sock._sock.settimeout(10)
+    assert _merged(_frames(sock)) == [(1, b"out\n")]
+    sock.close()
+    # a terminal: its bytes as they are, no frames
+    _, sock = box.exec_run("cat", socket=True, stdin=True, tty=True, timeout=20)
+    sock._sock.settimeout(10)
+    sock.write(b"hi\n")
+    seen = b""
+    while seen.count(b"hi\r\n") < 2:  # the terminal's echo, then cat's copy
+        seen += sock.read(100)
+    sock.write(b"\x04")  # ^D: end-of-file on a terminal
+    assert seen == b"hi\r\nhi\r\n" and sock.read() == b""
+    sock.close()
+    t = time.monotonic()
+    _, sock = box.exec_run("exec sleep 30", socket=True, timeout=0.3)
+    sock._sock.settimeout(10)
+    assert sock.read() == b"" and time.monotonic() - t < 5
+    sock.close()
+    assert not any("sleep 30" in row[-1] for row in box.top()[1:])
+    with pytest.raises(UsageError, match="input="):
+        box.exec_run("cat", socket=True, input=b"x")
 
 
 def test_write_and_read_file_both_ways(box):
@@ -144,15 +230,20 @@ def test_write_and_read_file_both_ways(box):
         box.write_file("/no/such/dir/f", b"x")
 
 
-def test_put_and_get_archive_both_ways(box):
+def _tar(*files: tuple[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in (("pkg/a.txt", b"A\n"), ("pkg/sub/b.txt", b"B\n")):
+        for name, data in files:
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(data), 0o640
             tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_put_and_get_archive_both_ways(box):
+    archive = _tar(("pkg/a.txt", b"A\n"), ("pkg/sub/b.txt", b"B\n"))
     box.exec_run("mkdir /srv/in")
-    assert box.put_archive("/srv/in", buf.getvalue()) is True
+    assert box.put_archive("/srv/in", archive) is True
     assert box.exec_run("cat /srv/in/pkg/a.txt /srv/in/pkg/sub/b.txt; stat -c %a /srv/in/pkg/a.txt").output \
         == b"A\nB\n640\n"
     chunks, st = box.get_archive("/srv/in/pkg")
@@ -165,13 +256,73 @@ def test_put_and_get_archive_both_ways(box):
     with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
         assert tar.extractfile("a.txt").read() == b"A\n"
     with pytest.raises(UsageError):
-        box.put_archive("/srv/in/pkg/a.txt", buf.getvalue())  # not a directory
+        box.put_archive("/srv/in/pkg/a.txt", archive)  # not a directory
     evil = io.BytesIO()
     with tarfile.open(fileobj=evil, mode="w") as tar:
         info = tarfile.TarInfo("../../escape")
         tar.addfile(info, io.BytesIO(b""))
     with pytest.raises(tarfile.TarError):
         box.put_archive("/srv/in", evil.getvalue())
+
+
+def test_files_go_in_and_out_of_a_stopped_container(client):
+    # the first run finds neither file; the second prints what was put in while it was stopped
+    script = "cat /tmp/in /srv/pkg/a.txt 2>/dev/null; echo made > /tmp/out; echo secret > /etc/marker; " \
+             "ln -sf /etc/marker /tmp/link"
+    # network none: a restart on the bridge at once can meet the last run's veth, which the kernel
+    # takes away with the old network namespace asynchronously
+    with client.containers.run("host", script, detach=True, network="none") as c:
+        assert c.wait(timeout=10)["StatusCode"] == 0 and c.status == "exited"
+        assert c.read_file("/tmp/out") == b"made\n"
+        # the link resolves inside the container's root (the host has no /etc/marker)
+        assert c.read_file("/tmp/link") == b"secret\n"
+        c.write_file("/tmp/in", "written while stopped\n")
+        assert c.put_archive("/srv", _tar(("pkg/a.txt", b"A\n"))) is True
+        chunks, st = c.get_archive("/tmp/out")
+        assert st["size"] == 5
+        with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+            assert tar.extractfile("out").read() == b"made\n"
+        with pytest.raises(FileNotFoundError):
+            c.read_file("/tmp/absent")
+        with pytest.raises(UsageError, match="no such file"):
+            c.put_archive("/no/such/dir", _tar(("x", b"")))
+        with open("/proc/self/mountinfo") as f:
+            assert c.id not in f.read()  # the copy's mount went with it
+        c.start()
+        assert c.wait(timeout=10)["StatusCode"] == 0
+        assert c.logs() == b"written while stopped\nA\n"
+
+
+@pytest.mark.registry
+def test_images_remove_as_docker_rmi(client, images):
+    img = images.unique("sdk-rmi", size=20_000)
+    assert client.images.pull(img.ref).id == img.id
+    tag = client.images.get(img.ref).tags[0]
+    with client.containers.run(img.ref, ["sh", "-c", "exit 0"], detach=True, network="none") as c:
+        c.wait(timeout=10)
+        # a stopped container still uses it: refused, and the image stays
+        with pytest.raises(Conflict, match=f"in use by container {c.short_id}"):
+            client.images.remove(img.ref)
+        assert client.images.get(img.ref).id == img.id
+        done = client.images.remove(img.ref, force=True)
+        assert done[0] == {"Untagged": tag} and done[-1] == {"Deleted": img.id}
+        with pytest.raises(ImageNotFound):
+            client.images.get(img.ref)
+        # the layers it stacks were kept: it starts again
+        c.start()
+        assert c.wait(timeout=10)["StatusCode"] == 0
+    # one of two tags: only untagged, the image stays under the other
+    images.registry.push(images.layout, "sdk-rmi", img.repo, "second", "--format", "oci")
+    other = f"{img.name}:second"
+    client.images.pull(img.ref)
+    client.images.pull(other)
+    assert client.images.remove(img.ref) == [{"Untagged": tag}]
+    assert client.images.get(other).id == img.id
+    assert client.images.remove(client.images.get(other), noprune=True)[-1] == {"Deleted": img.id}
+    with pytest.raises(ImageNotFound, match="no such image"):
+        client.images.remove(other)
+    with pytest.raises(UsageError):
+        client.images.remove(None)
 
 
 def test_logs_and_stats(client):
@@ -327,4 +478,43 @@ def test_threads_start_detached_containers_at_once(tmp_path):
     finally:
         for c in boxes:
             c.remove(force=True)
+    assert not container_dirs({"root": client.root})
+
+
+SDK_MD = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "docs", "SDK.md")
+
+
+def _python_blocks(path: str) -> list[tuple[int, str]]:
+    """(first line, code) of each ```python block of a Markdown file."""
+    blocks, lines, start = [], None, 0
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if lines is None:
+                if line.strip() == "```python":
+                    lines, start = [], n + 1
+            elif line.strip() == "```":
+                blocks.append((start, "".join(lines)))
+                lines = None
+            else:
+                lines.append(line)
+    assert lines is None, f"{path}: a python block from line {start} is never closed"
+    return blocks
+
+
+def test_sdk_md_examples_run(client, tmp_path):
+    # plain blocks run here; blocks of test functions run as a pytest file (the plugin's)
+    blocks = _python_blocks(SDK_MD)
+    suites = [(start, code) for start, code in blocks if re.search(r"^def test_", code, re.M)]
+    assert len(blocks) >= 8 and suites
+    for start, code in blocks:
+        if (start, code) not in suites:
+            # padded so that a failure's traceback gives the line in SDK.md
+            exec(compile("\n" * (start - 1) + code, SDK_MD, "exec"), {"__name__": "sdk_md"})
+    for start, code in suites:
+        path = tmp_path / f"test_sdk_md_{start}.py"
+        path.write_text("\n" * (start - 1) + code)
+        r = subprocess.run([sys.executable, "-m", "pytest", "-p", "pinnace.pytest_plugin", "-p", "no:cacheprovider",
+                            "-q", str(path)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        count = len(re.findall(r"^def test_", code, re.M))
+        assert r.returncode == 0 and f"{count} passed" in r.stdout, f"SDK.md line {start}:\n{r.stdout}{r.stderr}"
     assert not container_dirs({"root": client.root})

@@ -319,7 +319,24 @@ class Container:
         string ``cmd`` runs under ``/bin/sh -c``. ``input`` (bytes) is fed to
         its stdin. ``timeout`` (seconds) kills it and raises
         :class:`pinnace.errors.ExecTimeout`, which carries the output so far.
-        ``tty`` runs it on a terminal (one output stream, CR LF line ends).
+        ``tty`` runs it on a terminal (one output stream, CR LF line ends),
+        with ``stream`` and ``detach`` too (a detached one's terminal output
+        is read and dropped, as docker's daemon does, so it never blocks).
+
+        ``socket`` returns ``ExecResult(None, sock)``: ``sock`` is what
+        docker-py gives over a Unix socket, a :class:`socket.SocketIO`
+        (``read(n)``, ``write(data)``, ``close()``; ``sock._sock`` is the
+        socket itself). What is written to it is the command's stdin when
+        ``stdin=True`` (``sock._sock.shutdown(socket.SHUT_WR)`` ends it), and
+        is dropped otherwise, as docker drops it. Without ``tty`` its output
+        comes in docker's multiplexed frames (an 8-byte header: the stream,
+        1 stdout or 2 stderr, three zero bytes, the payload's length as a
+        big-endian 32-bit number; then the payload), so docker-py's
+        ``docker.utils.socket.frames_iter``/``demux_adaptor`` read it; with
+        ``tty`` it is the terminal's bytes as they are. The socket reaches
+        end-of-file when the command's output is closed (it has ended), or
+        when ``timeout`` runs out (the command is then killed). The exit code
+        is not known in this mode (docker-py's needs an ``exec_inspect``).
 
         >>> c.exec_run(["sh", "-c", "echo out; echo err >&2"], demux=True)
         ExecResult(exit_code=0, output=(b'out\\n', b'err\\n'))
@@ -328,14 +345,21 @@ class Container:
         from pinnace.containers.exec import exec_in
         from pinnace.errors import UsageError
 
-        if socket or (tty and (stream or detach)):
-            raise UsageError("exec_run with socket, or tty with stream or detach, is not supported yet: "
-                             "use `pinnace exec -it`")
         if isinstance(cmd, str):
             cmd = ["/bin/sh", "-c", cmd]
         cmd = list(cmd)
+        if input is not None and (socket or tty or detach):
+            raise UsageError("exec_run: input= does not go with socket, tty or detach "
+                             "(with socket=True, stdin=True write it to the socket)")
         kw = dict(env=env_list(environment if environment is not None else env), workdir=workdir,
                   user=user or None, privileged=privileged)
+        # docker-py's order: detach, then socket, then stream
+        if tty and detach:
+            return ExecResult(None, None, self._exec_tty_detached(cmd, kw))
+        if socket and not detach:
+            return ExecResult(None, self._exec_socket(cmd, kw, stdin, stdout, stderr, tty, timeout))
+        if tty and stream:
+            return ExecResult(None, self._exec_tty_stream(cmd, kw, timeout))
         if tty:
             return self._exec_tty(cmd, kw, timeout)
         if stream and not detach:
@@ -393,35 +417,109 @@ class Container:
             raise self._exec_timeout(cmd, timeout, out)
         return ExecResult(r.exit_code, out, r.pid)
 
+    def _exec_started(self, cmd: list[str], kw: dict, stdio: tuple[int, int, int], ours: list[int],
+                      theirs: list[int], tty: bool = False) -> tuple[int, int]:
+        """Start ``cmd`` detached on ``stdio``; close ``theirs`` (the ends it
+        holds now) and, should it fail to start, ``ours``. Its (pid, pidfd);
+        the pidfd is -1 when it has already gone."""
+        import os
+
+        from pinnace.containers.exec import exec_in
+
+        try:
+            r = exec_in(self._store, self.id, cmd, detach=True, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
+                        tty=tty, **kw)
+        except BaseException:
+            for fd in ours:
+                os.close(fd)
+            raise
+        finally:
+            for fd in set(theirs):
+                os.close(fd)
+        try:
+            return r.pid, os.pidfd_open(r.pid)
+        except OSError:
+            return r.pid, -1
+
     def _exec_stream(self, cmd: list[str], kw: dict, stdout: bool, stderr: bool, demux: bool,
                      timeout: float | None):
         """Start ``cmd`` with its output on pipes of ours; the generator reading them."""
         import os
 
         from pinnace import _core
-        from pinnace.containers.exec import exec_in
 
         # demux: a pipe per stream; else one both write to, so their order is kept
         pipes = [os.pipe() if on else None for on in ((stdout, stderr) if demux else (stdout or stderr,))]
         ends = [p[1] if p else _core.DEVNULL for p in pipes]
         fds = ends if demux else [ends[0] if stdout else _core.DEVNULL, ends[0] if stderr else _core.DEVNULL]
-        try:
-            r = exec_in(self._store, self.id, cmd, detach=True, stdout=fds[0], stderr=fds[1], **kw)
-        except BaseException:
-            for p in pipes:
-                if p:
-                    os.close(p[0])
-            raise
-        finally:
-            for p in pipes:
-                if p:
-                    os.close(p[1])
-        try:
-            pidfd = os.pidfd_open(r.pid)
-        except OSError:
-            pidfd = -1
+        _, pidfd = self._exec_started(cmd, kw, (_core.DEVNULL, fds[0], fds[1]), [p[0] for p in pipes if p],
+                                      [p[1] for p in pipes if p])
         readers = {p[0]: i for i, p in enumerate(pipes) if p}
         return _stream_output(readers, pidfd, demux, timeout, f"exec {cmd!r} in container {self.id[:12]}")
+
+    def _exec_tty_stream(self, cmd: list[str], kw: dict, timeout: float | None):
+        """Start ``cmd`` on a new terminal; the generator reading it."""
+        import os
+
+        master, slave = os.openpty()
+        _, pidfd = self._exec_started(cmd, kw, (slave, slave, slave), [master], [slave], tty=True)
+        return _stream_output({master: 0}, pidfd, False, timeout, f"exec {cmd!r} in container {self.id[:12]}")
+
+    def _exec_tty_detached(self, cmd: list[str], kw: dict) -> int:
+        """Start ``cmd`` on a new terminal and leave it running; its pid.
+
+        Closing the terminal's master side would hang it up (SIGHUP for
+        the command) and nobody reading it would stall the command once the
+        terminal's buffer fills; so, as docker's daemon does, something
+        reads and drops it for as long as the command has it open: a
+        ``cat`` of its own session, which outlives this process if need be
+        and ends (EIO) once the command's side is closed."""
+        import os
+        import subprocess
+        import threading
+
+        master, slave = os.openpty()
+        pid, pidfd = self._exec_started(cmd, kw, (slave, slave, slave), [master], [slave], tty=True)
+        try:
+            drain = subprocess.Popen(["cat"], stdin=master, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        finally:
+            os.close(master)
+            if pidfd >= 0:
+                os.close(pidfd)
+        # reaped here while this process lives (init reaps it after)
+        threading.Thread(target=drain.wait, name="pinnace-exec-tty-drain", daemon=True).start()
+        return pid
+
+    def _exec_socket(self, cmd: list[str], kw: dict, stdin: bool, stdout: bool, stderr: bool, tty: bool,
+                     timeout: float | None):
+        """Start ``cmd`` with its stdio relayed to a socket (see ``exec_run``); the caller's end."""
+        import os
+        import socket
+        import threading
+
+        from pinnace import _core
+
+        if tty:
+            master, slave = os.openpty()
+            ours_fds, theirs_fds = [master], [slave]
+            stdio = (slave, slave, slave)
+            sources, sink = {master: 0}, master if stdin else None
+        else:
+            pipes = [os.pipe() if on else None for on in (stdin, stdout, stderr)]
+            # our ends: the write end of stdin's pipe, the read ends of the output's
+            ours_fds = [p[1 if i == 0 else 0] for i, p in enumerate(pipes) if p]
+            theirs_fds = [p[0 if i == 0 else 1] for i, p in enumerate(pipes) if p]
+            stdio = tuple(p[0 if i == 0 else 1] if p else _core.DEVNULL for i, p in enumerate(pipes))
+            sources = {p[0]: i for i, p in enumerate(pipes) if p and i}
+            sink = pipes[0][1] if pipes[0] else None
+        _, pidfd = self._exec_started(cmd, kw, stdio, ours_fds, theirs_fds, tty=tty)
+        user, relay = socket.socketpair()
+        threading.Thread(target=_relay_socket, args=(relay, sources, sink, pidfd, timeout, not tty),
+                         name="pinnace-exec-socket", daemon=True).start()
+        sock = user.makefile("rwb", buffering=0)
+        user.close()  # the SocketIO holds it now: closing that closes the socket
+        return sock
 
     def logs(self, stdout: bool = True, stderr: bool = True, stream: bool = False, timestamps: bool = False,
              tail: int | str = "all", since: str | float | None = None, follow: bool | None = None,
@@ -467,10 +565,12 @@ class Container:
 
     def put_archive(self, path: str, data) -> bool:
         """Unpack a tar archive (bytes or a binary file object) into the
-        directory ``path`` in the running container, as docker-py does.
-        Entries that would land outside it are refused (tarfile's ``data``
-        filter); the copy in is done with every path looked up inside the
-        container's root."""
+        directory ``path`` in the container, as docker-py does. Entries that
+        would land outside it are refused (tarfile's ``data`` filter); the
+        copy in is done with every path looked up inside the container's
+        root. Like all the file methods it works on a stopped container too,
+        as ``docker cp`` does: its root filesystem is mounted for the copy
+        alone (volumes and the host image's /usr are not part of that view)."""
         import io
         import os
         import stat
@@ -495,9 +595,9 @@ class Container:
         return True
 
     def get_archive(self, path: str, chunk_size: int = 2 << 20, encode_stream: bool = False):
-        """``(chunks, stat)``: a tar archive of ``path`` in the running
-        container (an iterator of bytes) and docker's stat of it (``name``,
-        ``size``, ``mode``, ``mtime``, ``linkTarget``)."""
+        """``(chunks, stat)``: a tar archive of ``path`` in the container
+        (running or not; an iterator of bytes) and docker's stat of it
+        (``name``, ``size``, ``mode``, ``mtime``, ``linkTarget``)."""
         import io
         import os
         import tarfile
@@ -528,8 +628,8 @@ class Container:
             raise UsageError(f"no such file or directory in container {self.id[:12]}: {path}") from None
 
     def write_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
-        """Make ``path`` in the running container a file holding ``data``
-        (its directory must exist).
+        """Make ``path`` in the container (running or not) a file holding
+        ``data`` (its directory must exist).
 
         >>> c.write_file("/tmp/greeting", "hi\\n"); c.read_file("/tmp/greeting")
         b'hi\\n'
@@ -539,7 +639,7 @@ class Container:
         cp.write_file(self._store, self.id, path, data.encode() if isinstance(data, str) else bytes(data), mode)
 
     def read_file(self, path: str) -> bytes:
-        """The content of the file ``path`` in the running container."""
+        """The content of the file ``path`` in the container (running or not)."""
         from pinnace.containers import cp
 
         return cp.read_file(self._store, self.id, path)
@@ -616,7 +716,6 @@ def _stream_output(readers: dict[int, int], pidfd: int, demux: bool, timeout: fl
     and ExecTimeout raised."""
     import os
     import select
-    import signal
     import time
 
     from pinnace.errors import ExecTimeout
@@ -629,16 +728,10 @@ def _stream_output(readers: dict[int, int], pidfd: int, demux: bool, timeout: fl
         while readers:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                if pidfd >= 0:
-                    try:
-                        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                    # gone (readable pidfd) before the caller hears of it
-                    select.select([pidfd], [], [], 1.0)
+                _kill(pidfd)
                 raise ExecTimeout(f"{what} still running after {timeout} s: killed")
             for fd, _ in poller.poll(None if left is None else max(1, int(left * 1000))):
-                data = os.read(fd, 65536)
+                data = _read(fd)
                 if not data:
                     poller.unregister(fd)
                     os.close(fd)
@@ -652,6 +745,123 @@ def _stream_output(readers: dict[int, int], pidfd: int, demux: bool, timeout: fl
             os.close(fd)
         if pidfd >= 0:
             os.close(pidfd)
+
+
+def _kill(pidfd: int) -> None:
+    """SIGKILL for the process behind ``pidfd`` (-1: none), and wait (a
+    second at most) until it is gone, so that the caller hears of the
+    timeout only once it is."""
+    import select
+    import signal
+
+    if pidfd < 0:
+        return
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    select.select([pidfd], [], [], 1.0)
+
+
+def _read(fd: int) -> bytes:
+    """``os.read``, with a terminal's EIO (its other side is closed) as end-of-file."""
+    import errno
+    import os
+
+    try:
+        return os.read(fd, 65536)
+    except OSError as e:
+        if e.errno == errno.EIO:
+            return b""
+        raise
+
+
+def _relay_socket(sock, sources: dict[int, int], sink: int | None, pidfd: int, timeout: float | None,
+                  frames: bool) -> None:
+    """Relay between an exec'd command and the socket ``sock``: what comes
+    from ``sources`` (fd -> 1 stdout, 2 stderr; 0 a terminal) goes to the
+    socket, in docker's multiplexed frames with ``frames``; what the socket
+    gives goes to ``sink`` (its stdin; None: read and dropped). Ends, closing
+    everything, once the sources are all closed and their output sent, when
+    the other end of the socket is gone, or past ``timeout`` (the command
+    behind ``pidfd`` then killed)."""
+    import os
+    import select
+    import struct
+    import time
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    to_sock, to_sink = b"", b""
+    sock_open = True  # still reading from the socket
+    if sink is not None:
+        os.set_blocking(sink, False)
+    sock.setblocking(False)
+    try:
+        while sources or to_sock:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                _kill(pidfd)
+                return
+            poller = select.poll()
+            if to_sock:
+                poller.register(sock, select.POLLOUT)
+            elif sock_open and not to_sink:
+                poller.register(sock, select.POLLIN)
+            if to_sink:
+                poller.register(sink, select.POLLOUT)
+            if not to_sock:
+                for fd in sources:
+                    if fd != sink or not to_sink:
+                        poller.register(fd, select.POLLIN)
+            for fd, ev in poller.poll(None if left is None else max(1, int(left * 1000))):
+                if fd == sock.fileno():
+                    if to_sock:
+                        try:
+                            to_sock = to_sock[sock.send(to_sock):]
+                        except (BrokenPipeError, ConnectionResetError):
+                            return  # nobody reads any more: the command's output pipes go with ours
+                        except BlockingIOError:
+                            pass
+                        continue
+                    try:
+                        data = sock.recv(65536)
+                    except BlockingIOError:
+                        continue
+                    except ConnectionResetError:
+                        data = b""
+                    if not data:
+                        sock_open = False
+                        if sink is not None and sink not in sources:
+                            os.close(sink)  # end-of-file for its stdin
+                            sink = None
+                    elif sink is not None:
+                        to_sink = data
+                elif fd == sink and to_sink and ev & (select.POLLOUT | select.POLLERR | select.POLLHUP):
+                    try:
+                        to_sink = to_sink[os.write(sink, to_sink):]
+                    except BlockingIOError:
+                        pass
+                    except OSError:  # it closed its stdin: drop what it will not read
+                        to_sink = b""
+                elif fd in sources:
+                    try:
+                        data = _read(fd)
+                    except BlockingIOError:
+                        continue
+                    if not data:
+                        del sources[fd]
+                        if fd != sink:
+                            os.close(fd)
+                    elif frames:  # (one poll may find both streams readable)
+                        to_sock += struct.pack(">BxxxL", sources[fd], len(data)) + data
+                    else:
+                        to_sock += data
+    finally:
+        for fd in {*sources, *([sink] if sink is not None else [])}:
+            os.close(fd)
+        if pidfd >= 0:
+            os.close(pidfd)
+        sock.close()
 
 
 class ExecResult:

@@ -1,6 +1,6 @@
 """docker-py's shape over pinnace: ``client = pinnace.from_env()``, then
 ``client.containers.run(...)``, ``.get()``, ``.list()`` and
-``client.images.pull()``, ``.get()``, ``.list()``.
+``client.images.pull()``, ``.get()``, ``.list()``, ``.remove()``.
 
 No daemon and no socket: the client is a store location (``root`` and
 ``runroot``), and every call acts in this process through the same
@@ -195,6 +195,25 @@ class ImageCollection:
         if rec is None:
             raise ImageNotFound(f"no such image: {name}")
         return ImageInfo(rec, *store.names_of(rec["Id"]))
+
+    def remove(self, image=None, force: bool = False, noprune: bool = False) -> list[dict[str, str]]:
+        """Remove an image (a reference, an id or unique id prefix, or an
+        object with ``id``) as ``docker rmi`` does: one of several tags only
+        untags it; an image a container uses (running or not) is refused with
+        :class:`pinnace.errors.Conflict` unless ``force``, as is one named
+        by id that has several tags; an unknown one raises
+        :class:`pinnace.errors.ImageNotFound`. Layers other images or
+        containers use stay. Returns docker's record of what was done
+        (``[{"Untagged": ref}, ..., {"Deleted": id}]``; docker-py's own
+        ``images.remove`` returns None). ``noprune`` is accepted for
+        docker-py's sake: pinnace's images have no parent images to prune."""
+        from pinnace.containers.images import remove_image
+        from pinnace.errors import UsageError
+
+        name = getattr(image, "id", image)
+        if not isinstance(name, str) or not name:
+            raise UsageError(f"images.remove: give an image's name or id, not {image!r}")
+        return remove_image(self.client._store, name, force)
 
     def list(self, name: str | None = None, all: bool = False, filters=None) -> list[ImageInfo]:
         from pinnace.api import images

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import click
 
@@ -22,24 +21,11 @@ def _ago(ts: str) -> str:
     return ago(ts) if ts else "N/A"
 
 
-def _containers(obj) -> tuple[dict[str, list[str]], set[str]]:
-    """Containers per image id, and every layer directory a container stacks."""
-    store = obj.store()
-    by_image: dict[str, list[str]] = {}
-    layers: set[str] = set()
-    for cid in store.ids():
-        st = store.state(cid) or {}
-        if st.get("ImageID"):
-            by_image.setdefault(st["ImageID"], []).append(cid)
-        lower = ((st.get("GraphDriver") or {}).get("Data") or {}).get("LowerDir") or ""
-        layers.update(os.path.basename(p) for p in lower.split(":") if p)
-    return by_image, layers
-
-
 def _list(obj, fmt: str, quiet: bool, no_trunc: bool, all_: bool = False) -> int:
+    from pinnace.containers.images import usage
     from pinnace.images import list_images
 
-    by_image, _ = _containers(obj)
+    by_image, _ = usage(obj.store())
     infos = list_images(obj.root, {k: len(v) for k, v in by_image.items()})
     if fmt == "json":
         click.echo(json.dumps([{
@@ -90,37 +76,16 @@ def images(obj, quiet: bool, no_trunc: bool, fmt: str, all_: bool) -> int:
 
 
 def _remove(obj, names: tuple[str, ...], force: bool) -> int:
-    from pinnace.errors import Conflict, ImageNotFound, PinnaceError
-    from pinnace.images.store import ImageStore
+    from pinnace.containers.images import remove_image
+    from pinnace.errors import PinnaceError
 
-    istore = ImageStore(obj.root)
+    store = obj.store()
     code = 0
     for name in names:
         try:
-            rec = istore.lookup(name)
-            if rec is None:
-                raise ImageNotFound(f"no such image: {name}")
-            by_image, in_use = _containers(obj)
-            users = by_image.get(rec["Id"], [])
-            tags, digests = istore.names_of(rec["Id"])
-            by_ref = name not in (rec["Id"], rec["Id"][7:]) and not rec["Id"][7:].startswith(name.removeprefix("sha256:"))
-            if by_ref and len(tags) > 1:
-                # docker: removing one of several tags only untags
-                _, removed = istore.untag(name)
-                for r in removed:
-                    click.echo(f"Untagged: {r}")
-                continue
-            if users and not force:
-                raise Conflict(f"unable to remove image {name}: image is in use by container {users[0][:12]}"
-                               " (remove the container first or use -f)")
-            if not by_ref and len(tags) > 1 and not force:
-                raise Conflict(f"unable to delete {rec['Id'][7:19]} (must be forced): image is referenced in "
-                               "multiple repositories")
-            for t in tags + digests:
-                click.echo(f"Untagged: {t}")
-            for d in istore.delete_image(rec["Id"], in_use):
-                click.echo(f"Deleted: {d}")
-            click.echo(f"Deleted: {rec['Id']}")
+            for done in remove_image(store, name, force):
+                (what, ref), = done.items()
+                click.echo(f"{what}: {ref}")
         except PinnaceError as e:
             click.echo(f"Error: {e}", err=True)
             code = 1
@@ -195,31 +160,15 @@ def image_inspect(obj, names: tuple[str, ...]) -> int:
     return 0
 
 
-def prune_images(obj, all_: bool) -> tuple[list[str], list[str]]:
-    """Remove dangling images (all unused ones with ``all_``), then every layer
-    and leftover of an interrupted pull nothing needs. (image ids, layer ids)"""
-    from pinnace.images.store import ImageStore
-
-    istore = ImageStore(obj.root)
-    by_image, in_use = _containers(obj)
-    refs = istore.refs()
-    deleted, layers = [], []
-    for rec in istore.records_all():
-        tags, _ = istore.names_of(rec["Id"], refs)
-        if rec["Id"] in by_image or (tags and not all_):
-            continue
-        deleted.append(rec["Id"])
-        layers += istore.delete_image(rec["Id"], in_use)
-    return deleted, layers + istore.collect_layers(in_use)
-
-
 @image.command("prune")
 @click.option("-a", "--all", "all_", is_flag=True, help="Remove all images no container uses, not just untagged ones")
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation (there is no prompt)")
 @click.pass_obj
 def image_prune(obj, all_: bool, force: bool) -> int:
     """Remove unused images (untagged ones; with -a every image no container uses)."""
-    deleted, layers = prune_images(obj, all_)
+    from pinnace.containers.images import prune_images
+
+    deleted, layers = prune_images(obj.store(), all_)
     if deleted:
         click.echo("Deleted Images:")
         for d in deleted:

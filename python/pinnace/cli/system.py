@@ -16,10 +16,11 @@ def system() -> None:
 @click.pass_obj
 def prune(obj, all_: bool, force: bool) -> int:
     """Remove stopped containers, unused networks, dangling images and what crashed runs left behind."""
-    from pinnace.cli.images import prune_images
     from pinnace.cli.network import prune_networks
+    from pinnace.containers.images import prune_images
 
-    removed = obj.store().prune()
+    store = obj.store()
+    removed = store.prune()
     if removed:
         click.echo("Deleted Containers:")
         for cid in removed:
@@ -29,7 +30,7 @@ def prune(obj, all_: bool, force: bool) -> int:
         click.echo("Deleted Networks:")
         for n in networks:
             click.echo(n)
-    images, layers = prune_images(obj, all_)
+    images, layers = prune_images(store, all_)
     if images:
         click.echo("Deleted Images:")
         for i in images:

@@ -1,8 +1,10 @@
 """``docker cp``: files in and out of a container, with every path looked up
 inside the container's root: a running container's through
 ``/proc/PID/root``; a stopped one's root filesystem (its image's layers and
-its own upper layer) mounted for the copy alone, in a child process with a
-mount namespace of its own, so nothing stays mounted however the copy ends.
+its own upper layer) mounted for the copy alone by a child process in a
+mount namespace of its own, which hands back a descriptor of it and exits:
+the mount is then reachable only through that descriptor, so nothing stays
+mounted however the copy ends.
 Bind mounts (volumes, and the host image's /usr and /lib*) are not part of a
 stopped container's view.
 
@@ -17,6 +19,7 @@ instead of redirecting it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 
@@ -123,18 +126,22 @@ def _stopped_root(store, ref: str) -> tuple[str, int, dict] | None:
     return cid, lock, {"lower": data["LowerDir"], "upper": p.upper, "work": p.work, "merged": p.merged}
 
 
-def _in_mounted_root(parts: dict, fn) -> None:
-    """Run ``fn(root_fd)`` in a child process that mounts the stopped
-    container's overlay in a private mount namespace; its errors re-raised here."""
+def _mount_root(parts: dict) -> int:
+    """A descriptor of the stopped container's overlay, mounted by a child
+    process in a private mount namespace and passed back over a socket: the
+    namespace dies with the child, so the mount is reachable only through
+    the descriptor and goes when it is closed (or this process dies). Its
+    errors are re-raised here."""
     import ctypes
     import json
+    import socket
 
-    r, w = os.pipe()
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     pid = os.fork()
     if pid == 0:  # the child: never returns
         code = 0
         try:
-            os.close(r)
+            ours.close()
             libc = ctypes.CDLL(None, use_errno=True)
             if libc.unshare(0x00020000) != 0:  # CLONE_NEWNS
                 raise OSError(ctypes.get_errno(), "unshare the mount namespace")
@@ -145,28 +152,48 @@ def _in_mounted_root(parts: dict, fn) -> None:
             if libc.mount(b"overlay", parts["merged"].encode(), b"overlay", 0, opts.encode()) != 0:
                 e = ctypes.get_errno()
                 raise OSError(e, f"mount the container's root filesystem: {os.strerror(e)}")
-            fn(os.open(parts["merged"], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+            socket.send_fds(theirs, [b"{}"], [os.open(parts["merged"], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)])
         except BaseException as e:  # noqa: BLE001 - reported to the parent
             code = 1
-            os.write(w, json.dumps({"type": type(e).__name__, "message": getattr(e, "strerror", None) or str(e),
-                                    "errno": getattr(e, "errno", None),
-                                    "filename": getattr(e, "filename", None)}).encode())
+            theirs.sendall(json.dumps({"type": type(e).__name__, "errno": getattr(e, "errno", None),
+                                       "message": getattr(e, "strerror", None) or str(e)}).encode())
         finally:
             os._exit(code)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        report = f.read()
-    _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) == 0:
-        return
-    err = json.loads(report) if report else {"type": "OSError", "message": "the copy process died"}
-    if err["type"] == "UsageError":
-        raise UsageError(err["message"])
-    if err["type"] == "Conflict":
-        raise Conflict(err["message"])
-    if err.get("filename") is not None:
-        raise OSError(err.get("errno") or 0, err["message"], err["filename"])
+    theirs.close()
+    try:
+        msg, fds, _, _ = socket.recv_fds(ours, 65536, 1)
+    finally:
+        ours.close()
+        os.waitpid(pid, 0)
+    if fds:
+        return fds[0]
+    err = json.loads(msg) if msg else {"type": "OSError", "message": "the mount process died"}
     raise OSError(err.get("errno") or 0, err["message"])
+
+
+@contextlib.contextmanager
+def opened_root(store, ref: str):
+    """A descriptor of the root of the container ``ref``, running or not,
+    for as long as the ``with`` lasts: a running one's through /proc, a
+    stopped one's overlay mounted for the while (under its lock, so
+    ``start`` cannot mount the same upper layer meanwhile)."""
+    stopped = _stopped_root(store, ref)
+    if stopped is None:
+        root, _ = container_root(store, ref)
+        lock = -1
+    else:
+        _, lock, parts = stopped
+        try:
+            root = _mount_root(parts)
+        except BaseException:
+            os.close(lock)
+            raise
+    try:
+        yield root
+    finally:
+        os.close(root)
+        if lock >= 0:
+            os.close(lock)
 
 
 def _copy_file(src_fd: int, dst_fd: int) -> None:
@@ -268,21 +295,12 @@ def copy_in(store, ref: str, host_path: str, path: str) -> None:
 
 
 def _copy_with(store, ref: str, sref: str | None, spath: str, dpath: str) -> None:
-    """``_copy`` in the root of ``ref``: its running root, or its overlay mounted for the copy alone."""
-    stopped = _stopped_root(store, ref)
-    if stopped is not None:
-        _, lock, parts = stopped
-        try:
-            _in_mounted_root(parts, lambda root: _copy(root, sref, spath, dpath))
-        finally:
-            os.close(lock)
-        return
-    root, _ = container_root(store, ref)
-    _copy(root, sref, spath, dpath)
+    with opened_root(store, ref) as root:
+        _copy(root, sref, spath, dpath)
 
 
 def _copy(root: int, sref: str | None, spath: str, dpath: str) -> None:
-    """The copy, given the container's root (closed here)."""
+    """The copy, given a descriptor of the container's root."""
     host_root = os.open("/", _DIR)
     try:
         if sref is not None:
@@ -306,58 +324,52 @@ def _copy(root: int, sref: str | None, spath: str, dpath: str) -> None:
         finally:
             os.close(s_parent)
             os.close(d_parent)
-            os.close(root)
     finally:
         os.close(host_root)
 
 
-def _lookup(store, ref: str, path: str, follow_last: bool) -> tuple[int, str]:
-    """``resolve`` in the running container ``ref``'s root."""
-    root, _ = container_root(store, ref)
-    try:
-        return resolve(root, path, follow_last=follow_last)
-    finally:
-        os.close(root)
-
-
 def read_file(store, ref: str, path: str) -> bytes:
-    """The content of the regular file ``path`` in the running container
-    ``ref`` (a last symlink followed, inside the container's root)."""
-    parent, name = _lookup(store, ref, path, True)
-    try:
-        if not name:
-            raise IsADirectoryError(21, "is a directory", path)
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
-    finally:
-        os.close(parent)
-    with open(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UsageError(f"not a regular file: {path}")
-        return f.read()
+    """The content of the regular file ``path`` in the container ``ref``
+    (running or not; a last symlink followed, inside the container's root)."""
+    with opened_root(store, ref) as root:
+        parent, name = resolve(root, path, follow_last=True)
+        try:
+            if not name:
+                raise IsADirectoryError(21, "is a directory", path)
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+        finally:
+            os.close(parent)
+        # read before the root goes: a stopped one's mount must not outlive its lock
+        with open(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise UsageError(f"not a regular file: {path}")
+            return f.read()
 
 
 def write_file(store, ref: str, path: str, data: bytes, mode: int = 0o644) -> None:
-    """Make ``path`` in the running container ``ref`` a regular file holding
-    ``data`` (its directory must exist; a file there is replaced, a symlink
-    there is not followed)."""
-    parent, name = _lookup(store, ref, path, False)
-    try:
-        if not name:
-            raise IsADirectoryError(21, "is a directory", path)
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode,
-                     dir_fd=parent)
-    finally:
-        os.close(parent)
-    with open(fd, "wb") as f:
-        f.write(data)
-        os.fchmod(fd, mode)
+    """Make ``path`` in the container ``ref`` (running or not) a regular file
+    holding ``data`` (its directory must exist; a file there is replaced, a
+    symlink there is not followed)."""
+    with opened_root(store, ref) as root:
+        parent, name = resolve(root, path)
+        try:
+            if not name:
+                raise IsADirectoryError(21, "is a directory", path)
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode,
+                         dir_fd=parent)
+        finally:
+            os.close(parent)
+        with open(fd, "wb") as f:
+            f.write(data)
+            os.fchmod(fd, mode)
 
 
 def stat_path(store, ref: str, path: str) -> os.stat_result:
-    """``lstat`` of ``path`` in the running container ``ref``, a last symlink
-    followed inside the container's root."""
-    parent, name = _lookup(store, ref, path, True)
-    try:
-        return os.lstat(name, dir_fd=parent) if name else os.fstat(parent)
-    finally:
-        os.close(parent)
+    """``lstat`` of ``path`` in the container ``ref`` (running or not), a
+    last symlink followed inside the container's root."""
+    with opened_root(store, ref) as root:
+        parent, name = resolve(root, path, follow_last=True)
+        try:
+            return os.lstat(name, dir_fd=parent) if name else os.fstat(parent)
+        finally:
+            os.close(parent)
