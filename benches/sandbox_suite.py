@@ -18,7 +18,8 @@ Each suite is a generated ``test_many.py`` run by this interpreter's pytest:
 A conftest hook stamps the start of every test's setup; a test's time is
 the distance to the next test's start (so work a fixture leaves on a
 background thread between tests counts). The overhead of a suite is its
-median test time minus the baseline's median. Peers are slow, so they run
+median test time minus the baseline's median; "setup" is the median of
+pytest's setup phase (for pinnace: taking the sandbox). Peers are slow, so they run
 ``--peer-tests`` tests (a median is stable long before 1000).
 
 Runs in a network namespace of its own (re-executed under ``unshare
@@ -45,18 +46,24 @@ from start import busybox_rootfs  # noqa: E402
 
 CONFTEST = '''
 import json, os, time
+import pytest
 
 STAMPS = []
+SETUP = []
 
 
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_setup(item):
-    STAMPS.append(time.perf_counter())
+    t = time.perf_counter()
+    STAMPS.append(t)
+    yield
+    SETUP.append(time.perf_counter() - t)
 
 
 def pytest_sessionfinish(session):
     STAMPS.append(time.perf_counter())
     with open(os.environ["BENCH_OUT"], "w") as f:
-        json.dump(STAMPS, f)
+        json.dump({"stamps": STAMPS, "setup": SETUP}, f)
 '''
 
 PODMAN = ("podman --root {d}/r --runroot {d}/rr --tmpdir {d}/t --network-config-dir {d}/n run --rm --runtime runc "
@@ -80,15 +87,16 @@ def suite(d: str, n: int, kind: str, argv: list[str] | None = None) -> str:
     return d
 
 
-def run_suite(d: str, env: dict, *args: str) -> list[float]:
+def run_suite(d: str, env: dict, *args: str) -> tuple[list[float], list[float]]:
     out = os.path.join(d, "stamps.json")
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "pinnace.pytest_plugin", "-p", "no:cacheprovider",
                         *args, d], env=dict(env, BENCH_OUT=out), capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"suite {d} failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
     with open(out) as f:
-        stamps = json.load(f)
-    return [b - a for a, b in zip(stamps, stamps[1:])]
+        got = json.load(f)
+    stamps = got["stamps"]
+    return [b - a for a, b in zip(stamps, stamps[1:])], got["setup"]
 
 
 def main() -> None:
@@ -107,7 +115,7 @@ def main() -> None:
     rootfs = busybox_rootfs(os.path.join(base, "rootfs"))
     env = dict(os.environ, PINNACE_ROOT=os.path.join(base, "root"), PINNACE_RUNROOT=os.path.join(base, "run"))
     podman_dir = tempfile.mkdtemp(prefix="pn", dir="/run")
-    results: dict[str, tuple[int, list[float]]] = {}
+    results: dict[str, tuple[int, tuple[list[float], list[float]]]] = {}
     try:
         d = suite(os.path.join(base, "baseline"), a.tests, "plain", ["true"])
         run_suite(d, env)  # warm the page cache and pytest's imports
@@ -130,16 +138,17 @@ def main() -> None:
                         env["PINNACE_RUNROOT"], "system", "prune", "-f"], capture_output=True)
         shutil.rmtree(podman_dir, ignore_errors=True)
         shutil.rmtree(base, ignore_errors=True)
-    base_median = statistics.median(next(iter(results.values()))[1])
+    base_median = statistics.median(next(iter(results.values()))[1][0])
     print(f"per-test time of a generated suite, {time.strftime('%Y-%m-%d %H:%M')}, "
           f"{os.cpu_count()} cpus, kernel {os.uname().release}")
-    print(f"{'':44} {'tests':>6} {'median':>9} {'p90':>9} {'overhead':>9}")
+    print(f"{'':44} {'tests':>6} {'median':>9} {'p90':>9} {'overhead':>9} {'setup':>9}")
     overheads = {}
-    for label, (n, times) in results.items():
+    for label, (n, (times, setup)) in results.items():
         med = statistics.median(times)
         p90 = sorted(times)[int(len(times) * 0.9)]
         overheads[label] = med - base_median
-        print(f"{label:44} {n:6d} {med * 1e3:7.2f}ms {p90 * 1e3:7.2f}ms {(med - base_median) * 1e3:7.2f}ms")
+        print(f"{label:44} {n:6d} {med * 1e3:7.2f}ms {p90 * 1e3:7.2f}ms {(med - base_median) * 1e3:7.2f}ms "
+              f"{statistics.median(setup) * 1e3:7.2f}ms")
     for peer in [k for k in overheads if k.startswith(("podman", "bwrap"))]:
         for label in [k for k in overheads if k.startswith("pinnace") and overheads[k] > 0]:
             print(f"  {peer.split()[0]}'s overhead / pinnace's ({label.split(', ')[1]}): "

@@ -383,9 +383,12 @@ def test_http_wait_reports_the_last_status(client):
         assert "status 404" in str(e.value)
 
 
-def test_die_with_parent_kills_the_container_with_its_caller(client):
+@pytest.mark.parametrize("reset", [False, True], ids=["started", "reset"])
+def test_die_with_parent_kills_the_container_with_its_caller(client, reset):
+    # after a reset too: its supervisor then watches the new first process
     code = ("import pinnace, time\n"
             "c = pinnace.from_env().containers.run('host', ['sleep', 'infinity'], detach=True, die_with_parent=True)\n"
+            + ("c.reset()\n" if reset else "") +
             "print(c.id, flush=True)\n"
             "time.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
