@@ -18,8 +18,9 @@ Each suite is a generated ``test_many.py`` run by this interpreter's pytest:
 A conftest hook stamps the start of every test's setup; a test's time is
 the distance to the next test's start (so work a fixture leaves on a
 background thread between tests counts). The overhead of a suite is its
-median test time minus the baseline's median; "setup" is the median of
-pytest's setup phase (for pinnace: taking the sandbox). Peers are slow, so they run
+median test time minus the baseline's median; setup, call and teardown
+are the medians of pytest's three phases (for pinnace: taking the sandbox,
+the test, giving it back). Peers are slow, so they run
 ``--peer-tests`` tests (a median is stable long before 1000).
 
 Runs in a network namespace of its own (re-executed under ``unshare
@@ -49,7 +50,7 @@ import json, os, time
 import pytest
 
 STAMPS = []
-SETUP = []
+PHASES = {"setup": [], "call": [], "teardown": []}
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -57,13 +58,27 @@ def pytest_runtest_setup(item):
     t = time.perf_counter()
     STAMPS.append(t)
     yield
-    SETUP.append(time.perf_counter() - t)
+    PHASES["setup"].append(time.perf_counter() - t)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    t = time.perf_counter()
+    yield
+    PHASES["call"].append(time.perf_counter() - t)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    t = time.perf_counter()
+    yield
+    PHASES["teardown"].append(time.perf_counter() - t)
 
 
 def pytest_sessionfinish(session):
     STAMPS.append(time.perf_counter())
     with open(os.environ["BENCH_OUT"], "w") as f:
-        json.dump({"stamps": STAMPS, "setup": SETUP}, f)
+        json.dump(dict(PHASES, stamps=STAMPS), f)
 '''
 
 PODMAN = ("podman --root {d}/r --runroot {d}/rr --tmpdir {d}/t --network-config-dir {d}/n run --rm --runtime runc "
@@ -87,7 +102,7 @@ def suite(d: str, n: int, kind: str, argv: list[str] | None = None) -> str:
     return d
 
 
-def run_suite(d: str, env: dict, *args: str) -> tuple[list[float], list[float]]:
+def run_suite(d: str, env: dict, *args: str) -> tuple[list[float], dict]:
     out = os.path.join(d, "stamps.json")
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "pinnace.pytest_plugin", "-p", "no:cacheprovider",
                         *args, d], env=dict(env, BENCH_OUT=out), capture_output=True, text=True)
@@ -96,7 +111,7 @@ def run_suite(d: str, env: dict, *args: str) -> tuple[list[float], list[float]]:
     with open(out) as f:
         got = json.load(f)
     stamps = got["stamps"]
-    return [b - a for a, b in zip(stamps, stamps[1:])], got["setup"]
+    return [b - a for a, b in zip(stamps, stamps[1:])], got
 
 
 def main() -> None:
@@ -115,7 +130,7 @@ def main() -> None:
     rootfs = busybox_rootfs(os.path.join(base, "rootfs"))
     env = dict(os.environ, PINNACE_ROOT=os.path.join(base, "root"), PINNACE_RUNROOT=os.path.join(base, "run"))
     podman_dir = tempfile.mkdtemp(prefix="pn", dir="/run")
-    results: dict[str, tuple[int, tuple[list[float], list[float]]]] = {}
+    results: dict[str, tuple[int, tuple[list[float], dict]]] = {}
     try:
         d = suite(os.path.join(base, "baseline"), a.tests, "plain", ["true"])
         run_suite(d, env)  # warm the page cache and pytest's imports
@@ -141,14 +156,15 @@ def main() -> None:
     base_median = statistics.median(next(iter(results.values()))[1][0])
     print(f"per-test time of a generated suite, {time.strftime('%Y-%m-%d %H:%M')}, "
           f"{os.cpu_count()} cpus, kernel {os.uname().release}")
-    print(f"{'':44} {'tests':>6} {'median':>9} {'p90':>9} {'overhead':>9} {'setup':>9}")
+    print(f"{'':44} {'tests':>6} {'median':>9} {'p90':>9} {'overhead':>9} {'setup':>9} {'call':>9} "
+          f"{'teardown':>9}")
     overheads = {}
-    for label, (n, (times, setup)) in results.items():
+    for label, (n, (times, phases)) in results.items():
         med = statistics.median(times)
         p90 = sorted(times)[int(len(times) * 0.9)]
         overheads[label] = med - base_median
-        print(f"{label:44} {n:6d} {med * 1e3:7.2f}ms {p90 * 1e3:7.2f}ms {(med - base_median) * 1e3:7.2f}ms "
-              f"{statistics.median(setup) * 1e3:7.2f}ms")
+        print(f"{label:44} {n:6d} {med * 1e3:7.2f}ms {p90 * 1e3:7.2f}ms {(med - base_median) * 1e3:7.2f}ms " +
+              " ".join(f"{statistics.median(phases[k]) * 1e3:7.2f}ms" for k in ("setup", "call", "teardown")))
     for peer in [k for k in overheads if k.startswith(("podman", "bwrap"))]:
         for label in [k for k in overheads if k.startswith("pinnace") and overheads[k] > 0]:
             print(f"  {peer.split()[0]}'s overhead / pinnace's ({label.split(', ')[1]}): "

@@ -47,7 +47,8 @@ def test_reset_brings_back_the_image_and_keeps_identity_and_network(client):
             assert out.strip().endswith("\n0")  # the old processes are gone
             assert not os.path.exists(os.path.join(c._store.paths(c.id).dir, "upper", "tmp", "left-by-test"))
             # a peer on the network still reaches it by name
-            assert pn("run", "--rm", "--network", "reset-net", "host", "busybox", "ping", "-c1", "-W2", "reset-me").returncode == 0
+            ping = pn("run", "--rm", "--network", "reset-net", "host", "busybox", "ping", "-c1", "-W2", "reset-me")
+            assert ping.returncode == 0, ping.err
             # reset again: the supervisor keeps answering
             c.reset()
             assert c.exec_run("true").exit_code == 0

@@ -349,6 +349,8 @@ class Store:
 
     def resolve(self, ref: str) -> str:
         """A name, a full id or a unique id prefix -> the full id."""
+        if len(ref) == 64 and not ref.strip("0123456789abcdef") and os.path.isdir(os.path.join(self.containers, ref)):
+            return ref  # a full id, as docker looks first (the API's objects hold them)
         target = self._name_target(ref)
         if target and os.path.isdir(os.path.join(self.containers, target)):
             return target
