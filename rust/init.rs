@@ -6,6 +6,30 @@
 
 use std::ffi::CString;
 
+/// The argument that makes the init an idle PID 1 (a sandbox's, waiting for
+/// `exec`s): it reaps what ends and exits at the first stop signal.
+pub const PAUSE: &str = "--pause";
+
+/// Idle until asked to stop (0 on SIGTERM, SIGINT, SIGHUP or SIGQUIT, as a
+/// pause container does), reaping every orphan meanwhile: processes that
+/// `exec`s leave behind never linger as zombies.
+fn pause() -> i32 {
+    // SAFETY: plain libc calls on values owned here.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+        loop {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            match libc::sigwaitinfo(&all, &mut info) {
+                libc::SIGTERM | libc::SIGINT | libc::SIGHUP | libc::SIGQUIT => return 0,
+                libc::SIGCHLD => while libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) > 0 {},
+                _ => {}
+            }
+        }
+    }
+}
+
 /// Signals passed on to the command rather than acted on: everything a user
 /// or `pinnace stop`/`kill` may send, but not the ones that stop or kill us.
 const FORWARDED: [libc::c_int; 10] = [
@@ -13,8 +37,12 @@ const FORWARDED: [libc::c_int; 10] = [
     libc::SIGWINCH, libc::SIGCONT, libc::SIGALRM, libc::SIGPIPE,
 ];
 
-/// `args` as given to the binary: `[argv0, "--", cmd, args...]` (the `--` is optional).
+/// `args` as given to the binary: `[argv0, "--", cmd, args...]` (the `--` is
+/// optional), or `[argv0, "--pause"]`: an idle PID 1 and nothing else.
 pub fn main(args: &[String]) -> i32 {
+    if args.get(1).map(String::as_str) == Some(PAUSE) && args.len() == 2 {
+        return pause();
+    }
     let cmd: Vec<&String> = args.iter().skip(1).skip_while(|a| a.as_str() == "--").collect();
     if cmd.is_empty() {
         eprintln!("pinnace-init: no command given");

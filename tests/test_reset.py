@@ -93,3 +93,22 @@ def test_reset_of_a_running_container_gives_its_command_a_fresh_filesystem(clien
         while c.logs() != b"ran\nran\n" and time.monotonic() < deadline:
             time.sleep(0.05)
         assert c.logs() == b"ran\nran\n"  # the log is kept across the reset, as across a restart
+
+
+def test_the_idle_init_reaps_orphans_and_stops_at_sigterm(client):
+    from pinnace.config import IDLE_COMMAND
+
+    with client.containers.run("host", IDLE_COMMAND, init=True, detach=True) as c:
+        # an exec that leaves a child behind: orphaned to the container's PID 1
+        assert c.exec_run(["sh", "-c", "sleep 0.2 & exit 0"]).exit_code == 0
+        deadline = time.monotonic() + 10
+        while True:
+            states = c.exec_run(["ps", "-eo", "stat="]).output.split()
+            if len(states) <= 2 or time.monotonic() > deadline:  # the init and ps itself
+                break
+            time.sleep(0.1)
+        assert not [s for s in states if s.startswith(b"Z")], states
+        c.stop(timeout=30)
+        c.reload()
+        # SIGTERM ended it (0), not the SIGKILL after the grace period (137)
+        assert c.attrs["State"]["ExitCode"] == 0 and c.status == "exited"

@@ -6,7 +6,7 @@ enough. It costs nothing until a test asks for one of its fixtures.
 Fixtures:
 
 - ``sandbox``: a running detached container for this test (default image
-  ``host``, running an idle process), force-removed at teardown whatever
+  ``host``; its first process is pinnace's init, idle), force-removed at teardown whatever
   the test did. ``@pytest.mark.sandbox(image=..., command=..., memory=...,
   **run options)`` picks its image, command and limits (docker-py's
   keyword names or pinnace run's).
@@ -48,7 +48,6 @@ OWNER_LABEL = "pinnace.pytest.owner"
 #: the xdist worker id ("master" without xdist)
 WORKER_LABEL = "pinnace.pytest.worker"
 DEFAULT_IMAGE = "host"
-IDLE_COMMAND = ["sleep", "infinity"]
 
 
 def pytest_addoption(parser) -> None:
@@ -161,8 +160,15 @@ class _Session:
     def start(self, image: str, command, options: dict):
         labels = dict(self.labels)
         labels.update(options.pop("labels", None) or {})
+        if command is None:
+            # pinnace's own init, idle: static, so any image runs it; it reaps
+            # what execs leave behind and stops at SIGTERM at once
+            from pinnace.config import IDLE_COMMAND
+
+            command = list(IDLE_COMMAND)
+            options.setdefault("init", True)
         return self.client.containers.run(
-            self.image(image), IDLE_COMMAND if command is None else command, detach=True,
+            self.image(image), command, detach=True,
             name=options.pop("name", None) or f"{self.prefix}{next(self.numbers)}", labels=labels,
             die_with_parent=options.pop("die_with_parent", True), **options)
 

@@ -61,6 +61,9 @@ RLIMITS = {
 #: where --init's process lives in the container (docker: /sbin/docker-init; /run
 #: rather than /sbin, which may be a read-only bind, as in the host image)
 INIT_PATH = "/run/pinnace-init"
+#: with ``init``: the init alone, idle (a sandbox waiting for execs): it
+#: reaps orphans and exits 0 at SIGTERM, so a stop takes no grace period
+IDLE_COMMAND = [INIT_PATH, "--pause"]
 
 
 class RunOptions:
@@ -493,7 +496,8 @@ def build_spec(
     if opts.init:
         if not init_binary:
             raise UsageError("--init is not available here")
-        args = [INIT_PATH, "--"] + args
+        if args != IDLE_COMMAND:
+            args = [INIT_PATH, "--"] + args
 
     user = parse_user(opts.user, layers) if opts.user else (parse_user(cfg["User"], layers) if cfg.get("User") else {"uid": 0, "gid": 0})
     hostname = opts.hostname or container_id[:12]
