@@ -75,7 +75,7 @@ pub struct Config {
 /// A reset brings a running container back to its image's state without
 /// giving up its identity: whoever asks writes `request`, then kills the
 /// container's first process. Seeing that end, the shim does not record an
-/// exit: it swaps `upper` (the overlay's private layer) for an empty one,
+/// exit: it swaps `upper` (the overlay's private layer) and `work` for empty ones,
 /// starts the container again from the same spec, in the same network
 /// namespace (so its addresses, names and published ports stay), and
 /// answers in `done` (`{"pid": N}` or `{"error": ..., "exit_code": N}`;
@@ -83,6 +83,9 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reset {
     pub upper: PathBuf,
+    /// The overlay's work directory: a fresh one too (a `volatile` overlay
+    /// leaves a mark there that refuses the next mount).
+    pub work: PathBuf,
     pub request: PathBuf,
     pub done: PathBuf,
 }
@@ -147,6 +150,7 @@ impl Config {
             None | Some(Value::Null) => None,
             Some(r @ Value::Object(_)) => Some(Reset {
                 upper: path(r, "upper").map_err(|e| format!("reset.{e}"))?,
+                work: path(r, "work").map_err(|e| format!("reset.{e}"))?,
                 request: path(r, "request").map_err(|e| format!("reset.{e}"))?,
                 done: path(r, "done").map_err(|e| format!("reset.{e}"))?,
             }),
@@ -559,7 +563,7 @@ fn supervise(r: Running, watch: &SharedWatch, config_path: &str) -> i32 {
         // the old container's cgroup goes before the new one takes its place
         drop(c);
         match relaunch(&cfg, reset, config_path, netns.as_ref()) {
-            Ok((new, old_upper)) => {
+            Ok((new, old)) => {
                 c = new;
                 {
                     let mut w = watch.lock().unwrap_or_else(|e| e.into_inner());
@@ -576,7 +580,9 @@ fn supervise(r: Running, watch: &SharedWatch, config_path: &str) -> i32 {
                 }
                 answer(&reset.done, &json!({"pid": c.pid}).to_string());
                 c.release_plan();
-                let _ = std::fs::remove_dir_all(old_upper);
+                for dir in old {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
             }
             Err((msg, code)) => {
                 answer(&reset.done, &json!({"error": msg, "exit_code": code}).to_string());
@@ -645,15 +651,21 @@ fn open_netns(pid: i32) -> Option<OwnedFd> {
     (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Start the container again for a reset: an empty upper layer (the old
-/// one's path returned, to be deleted once the caller has its answer), the
+/// Start the container again for a reset: an empty upper layer and work
+/// directory (the old ones' paths returned, to be deleted once the caller
+/// has its answer), the
 /// spec from the shim's configuration file, the kept network namespace.
-fn relaunch(cfg: &Config, reset: &Reset, config_path: &str, netns: Option<&OwnedFd>) -> Result<(spawn::Container, PathBuf), (String, i32)> {
-    let mut old = reset.upper.as_os_str().to_owned();
-    old.push(format!(".reset-{}", now().replace([':', '.'], "")));
-    let old = PathBuf::from(old);
-    std::fs::rename(&reset.upper, &old).map_err(|e| (format!("reset: move {} aside: {e}", reset.upper.display()), 125))?;
-    std::fs::DirBuilder::new().mode(0o755).create(&reset.upper).map_err(|e| (format!("reset: make {}: {e}", reset.upper.display()), 125))?;
+fn relaunch(cfg: &Config, reset: &Reset, config_path: &str, netns: Option<&OwnedFd>) -> Result<(spawn::Container, Vec<PathBuf>), (String, i32)> {
+    let stamp = format!(".reset-{}", now().replace([':', '.'], ""));
+    let mut old = Vec::new();
+    for dir in [&reset.upper, &reset.work] {
+        let mut aside = dir.as_os_str().to_owned();
+        aside.push(&stamp);
+        let aside = PathBuf::from(aside);
+        std::fs::rename(dir, &aside).map_err(|e| (format!("reset: move {} aside: {e}", dir.display()), 125))?;
+        old.push(aside);
+        std::fs::DirBuilder::new().mode(0o755).create(dir).map_err(|e| (format!("reset: make {}: {e}", dir.display()), 125))?;
+    }
     let text = std::fs::read_to_string(config_path).map_err(|e| (format!("reset: read {config_path}: {e}"), 125))?;
     let v: Value = serde_json::from_str(&text).map_err(|e| (format!("reset: {config_path}: {e}"), 125))?;
     let mut spec = v.get("spec").cloned().ok_or_else(|| (format!("reset: {config_path}: no spec"), 125))?;
@@ -822,10 +834,10 @@ mod tests {
         assert_eq!((c.lock_fd, c.tty, c.console_size, c.remove, c.owner_pidfd), (None, false, None, None, None));
         assert_eq!(c.reset, None);
 
-        let reset = r#""reset": {"upper": "/c/upper", "request": "/c/reset.request", "done": "/c/reset.done"}"#;
+        let reset = r#""reset": {"upper": "/c/upper", "work": "/c/work", "request": "/c/reset.request", "done": "/c/reset.done"}"#;
         let c = Config::parse(&format!(r#"{{"spec": {{}}, "log_path": "l", "exit_path": "e", "lock_dir": "d", "ready_fd": 3, {reset}}}"#)).unwrap();
         assert_eq!(c.reset.map(|r| (r.upper, r.done)), Some(("/c/upper".into(), "/c/reset.done".into())));
-        let bad = r#""reset": {"upper": "/c/upper", "request": "/c/reset.request"}"#;
+        let bad = r#""reset": {"upper": "/c/upper", "work": "/c/work", "request": "/c/reset.request"}"#;
         let e = Config::parse(&format!(r#"{{"spec": {{}}, "log_path": "l", "exit_path": "e", "lock_dir": "d", "ready_fd": 3, {bad}}}"#)).unwrap_err();
         assert!(e.starts_with("reset.done"), "{e}");
     }

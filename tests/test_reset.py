@@ -112,3 +112,20 @@ def test_the_idle_init_reaps_orphans_and_stops_at_sigterm(client):
         c.reload()
         # SIGTERM ended it (0), not the SIGKILL after the grace period (137)
         assert c.attrs["State"]["ExitCode"] == 0 and c.status == "exited"
+
+
+@pytest.mark.parametrize("kind", ["remove", "volatile"])
+def test_a_volatile_root_is_reset_and_started_again(client, kind):
+    # a volatile overlay (auto-removed containers', sandboxes') marks its work
+    # directory so that a plain second mount is refused: both need a fresh one
+    with client.containers.run("host", ["sh", "-c", "echo x >> /f; cat /f; sleep infinity"], detach=True,
+                               **{kind: True}) as c:
+        c.wait_for_log("x", timeout=10)
+        c.reset()
+        r = c.exec_run(["sh", "-c", "while ! test -s /f; do sleep 0.05; done; cat /f"], timeout=10)
+        assert r.output == b"x\n"
+        if kind == "volatile":
+            c.stop(timeout=0)
+            c.start()  # keeps its files: the second line
+            r = c.exec_run(["sh", "-c", "while ! grep -c x /f | grep -q 2; do sleep 0.05; done; cat /f"], timeout=10)
+            assert r.output == b"x\nx\n"

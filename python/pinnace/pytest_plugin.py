@@ -160,6 +160,8 @@ class _Session:
     def start(self, image: str, command, options: dict):
         labels = dict(self.labels)
         labels.update(options.pop("labels", None) or {})
+        # throwaway: no disk flush when a sandbox's overlay goes (at every reset too)
+        options.setdefault("volatile", True)
         if command is None:
             # pinnace's own init, idle: static, so any image runs it; it reaps
             # what execs leave behind and stops at SIGTERM at once

@@ -81,7 +81,7 @@ class RunOptions:
         "cpu_shares": None, "cpuset_cpus": None, "pids_limit": None, "blkio_weight": None,
         "device_read_bps": (), "device_write_bps": (), "group_add": (), "labels": (), "tty": False, "init": False,
         "publish": (), "publish_all": False, "ip": None, "add_host": (), "dns": (), "dns_search": (),
-        "dns_option": (), "network_alias": (),
+        "dns_option": (), "network_alias": (), "volatile": False,
     }
 
     command: list[str] | None
@@ -124,6 +124,10 @@ class RunOptions:
     dns_search: list[str]
     dns_option: list[str]
     network_alias: list[str]
+    #: the root filesystem's writes need not outlive a crash of the host (an
+    #: overlay ``volatile`` mount: no disk flush when it is unmounted), as an
+    #: auto-removed container's; the pytest plugin's sandboxes are
+    volatile: bool
 
     def __init__(self, **values):
         unknown = set(values) - set(self.DEFAULTS)
@@ -533,7 +537,7 @@ def build_spec(
         "options": [f"lowerdir={':'.join(layers)}", f"upperdir={upper}", f"workdir={work}"]
         # An auto-removed container's writes are thrown away: skip the
         # upper filesystem sync at unmount, which costs a disk flush.
-        + (["volatile"] if opts.remove else []),
+        + (["volatile"] if opts.remove or opts.volatile else []),
     }]
     mounts += DEFAULT_MOUNTS
     mounts += image_mounts

@@ -254,7 +254,7 @@ class ResetInProgress:
         finally:
             os.close(lock)
         _core.remove_tree(old)
-        return restart_detached(self.store, self.cid)
+        return restart_detached(self.store, self.cid)  # which gives it a fresh work directory
 
 
 def _unlink(path: str) -> None:

@@ -172,7 +172,7 @@ def start_detached(store: Store, image: Image, opts: RunOptions, *, tty: bool = 
                        "files": [p.runtime_file]} if opts.remove else None,
             "exit_command": _exit_command(p, netreq),
             # Container.reset: the shim starts it again on an empty upper layer
-            "reset": {"upper": p.upper, "request": os.path.join(p.dir, RESET_REQUEST),
+            "reset": {"upper": p.upper, "work": p.work, "request": os.path.join(p.dir, RESET_REQUEST),
                       "done": os.path.join(p.dir, RESET_DONE)},
         }
         msg = _hand_over(shim, os.path.join(p.dir, SHIM_CONFIG), config, lock_fd, owner_pidfd)
@@ -215,6 +215,7 @@ def restart_detached(store: Store, cid: str) -> int:
                 os.unlink(stale)
             except FileNotFoundError:
                 pass
+        _fresh_work_dir(p.work)
         state = st
         state.pop("RestartCount", None)
         nets = Networks(store.root, store.runroot)
@@ -235,6 +236,19 @@ def restart_detached(store: Store, cid: str) -> int:
                 net.close()
     finally:
         os.close(lock_fd)
+
+
+def _fresh_work_dir(work: str) -> None:
+    """An empty overlay work directory: its content is scratch, and a
+    ``volatile`` overlay leaves a mark in it that refuses the next mount."""
+    old = f"{work}.old-{time.monotonic_ns()}"
+    try:
+        os.rename(work, old)
+    except FileNotFoundError:
+        old = ""
+    os.mkdir(work, 0o755)
+    if old:
+        _core.remove_tree(old)
 
 
 def _network_again(store: Store, nets: Networks, cid: str, state: dict, config: dict):
