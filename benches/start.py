@@ -6,7 +6,7 @@ and podman, all in one run, on the same busybox root filesystem.
 
 Needs root, hyperfine, runc, bwrap, busybox-static (podman optional). The
 pinnace CLI is measured from a clean virtualenv (made under
-/var/tmp/pinnace-bench) so that this machine's site-packages hooks do not
+/var/tmp/pinnace-bench, or $PINNACE_BENCH_WORK) so that this machine's site-packages hooks do not
 count as pinnace's start-up; the in-process API runs in this interpreter.
 Prints a table of medians and ratios; nothing is asserted. pinnace runs with
 `--network none`, as runc's bundle and bwrap make an empty network namespace
@@ -27,7 +27,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-WORK = "/var/tmp/pinnace-bench"
+# PINNACE_BENCH_WORK: another directory, so that two checkouts' benchmarks
+# (each rebuilding its own venv) can run side by side
+WORK = os.environ.get("PINNACE_BENCH_WORK") or "/var/tmp/pinnace-bench"
 
 
 def busybox_rootfs(dest: str) -> str:
@@ -120,7 +122,7 @@ def main() -> None:
     cmds = {
         "pinnace run --rm host true (CLI)": f"{cli} run --rm --network none host true",
         "pinnace run --rm --rootfs DIR true (CLI)": f"{cli} run --rm --network none --rootfs {rootfs} true",
-        "runc run (same rootfs)": f"runc run --bundle {bundle} pinnace-bench-runc",
+        "runc run (same rootfs)": f"runc run --bundle {bundle} pinnace-bench-runc-{os.getpid()}",
         "bwrap --unshare-all (same rootfs)": f"bwrap --unshare-all --ro-bind {rootfs} / --proc /proc --dev /dev /bin/true",
     }
     if not a.no_podman and shutil.which("podman"):
