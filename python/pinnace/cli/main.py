@@ -48,6 +48,8 @@ def _fast_run(argv: list[str]) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # as the command itself (not called with arguments from Python): see _exit_now
+    as_command = argv is None
     argv = sys.argv[1:] if argv is None else argv
     debug = os.environ.get("PINNACE_DEBUG") == "1"
     from pinnace.cli.flags import hoist_globals
@@ -55,9 +57,11 @@ def main(argv: list[str] | None = None) -> None:
     argv = hoist_globals(argv)
     from pinnace.errors import PinnaceError
 
+    fast = False
     try:
         code = _fast_run(argv)
-        if code is None:
+        fast = code is not None
+        if not fast:
             code = _click_main(argv)
     except PinnaceError as e:
         if debug:
@@ -70,7 +74,27 @@ def main(argv: list[str] | None = None) -> None:
             raise
         code = _fail(f"internal error: {type(e).__name__}: {e} (set PINNACE_DEBUG=1 for a traceback)", 125)
     sys.stdout.flush()
+    if fast and as_command:
+        _exit_now(code)
     sys.exit(code)
+
+
+def _exit_now(code: int) -> None:
+    """End a finished ``run`` without the interpreter's teardown, which frees
+    every module and object one by one (~2 ms of a ``pinnace run --rm``):
+    atexit handlers still run and our streams are flushed; only a thread
+    that is not a daemon (which a normal exit would wait for) makes us
+    leave the ordinary way."""
+    threading = sys.modules.get("threading")
+    if threading is not None and any(t.is_alive() and not t.daemon for t in threading.enumerate()
+                                     if t is not threading.main_thread()):
+        return
+    import atexit
+
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _click_main(argv: list[str]) -> int:
