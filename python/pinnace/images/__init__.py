@@ -8,17 +8,17 @@ lives in :mod:`pinnace.images.host`; ``--rootfs DIR`` is a one-layer image.
 from __future__ import annotations
 
 import os
-
 import sys
-import types
 
 from pinnace.errors import ImageNotFound, UsageError
 
 
-class _ImagesModule(types.ModuleType):
+class _ImagesModule(type(sys)):
     """``pinnace.images`` is this package, and once imported Python binds the
     name to it; making it callable keeps ``pinnace.images()`` (the public
-    listing, :func:`pinnace.api.images`) working whatever was imported first."""
+    listing, :func:`pinnace.api.images`) working whatever was imported first.
+    (``type(sys)`` is ``types.ModuleType``, without importing types: ~0.3 ms
+    of every ``pinnace run``.)"""
 
     def __call__(self, *, root: str | None = None) -> "list[ImageInfo]":
         from pinnace.api import images
