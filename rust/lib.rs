@@ -318,6 +318,14 @@ mod python {
         }
     }
 
+    /// Start `cgroups::prewarm_migration` on a thread of its own and return:
+    /// a container started a few milliseconds later joins its v1 cgroups
+    /// without waiting for the kernel (a no-op on v2 hosts).
+    #[pyfunction]
+    fn cgroup_prewarm() {
+        std::thread::spawn(cgroups::prewarm_migration);
+    }
+
     /// Usage of cgroup `rel` (e.g. "pinnace/ID"); None when it does not exist.
     #[pyfunction]
     fn cgroup_stats<'py>(py: Python<'py>, rel: PathBuf) -> PyResult<Option<Bound<'py, PyDict>>> {
@@ -478,6 +486,7 @@ mod python {
         m.add_function(wrap_pyfunction!(shim_path, m)?)?;
         m.add_function(wrap_pyfunction!(unpack_layer, m)?)?;
         m.add_function(wrap_pyfunction!(cgroup_mode, m)?)?;
+        m.add_function(wrap_pyfunction!(cgroup_prewarm, m)?)?;
         m.add_function(wrap_pyfunction!(cgroup_stats, m)?)?;
         m.add_function(wrap_pyfunction!(cgroup_pids, m)?)?;
         m.add_function(wrap_pyfunction!(cgroup_kill, m)?)?;

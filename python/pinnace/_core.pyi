@@ -88,6 +88,11 @@ def remove_tree(path: str) -> None:
 def cgroup_mode() -> str:
     """"v1", "v2" or "hybrid"."""
 
+def cgroup_prewarm() -> None:
+    """On a thread, get the kernel ready to move a process into a v1 cgroup
+    (a move that changes nothing), so that a container started a few ms
+    later does not wait for it; nothing on v2 hosts."""
+
 def cgroup_stats(rel: str) -> dict | None:
     """Usage of cgroup ``rel`` (e.g. "pinnace/ID"); None when it does not exist."""
 

@@ -200,6 +200,62 @@ pub fn parse_v1_mounts(mountinfo: &str) -> Vec<(Vec<String>, PathBuf)> {
     out
 }
 
+/// The cgroup.procs file of the cgroup this process is in, in the first v1
+/// hierarchy of `mountinfo` (/proc/self/mountinfo) that `proc_cgroup`
+/// (/proc/self/cgroup) places it in, below that mount's root.
+pub fn own_v1_procs_file(mountinfo: &str, proc_cgroup: &str) -> Option<PathBuf> {
+    for line in mountinfo.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else { continue };
+        let mut post = post.split_whitespace();
+        if post.next() != Some("cgroup") {
+            continue;
+        }
+        let opts: Vec<&str> = post.nth(1).unwrap_or("").split(',').filter(|o| v1::CONTROLLERS.contains(o)).collect();
+        let mut pre = pre.split_whitespace();
+        let (Some(root), Some(mount_point)) = (pre.nth(3), pre.next()) else { continue };
+        if opts.is_empty() {
+            continue;
+        }
+        // "ID:controller[,controller...]:path", the same controllers as the mount's
+        let path = proc_cgroup.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
+            ctrl.split(',').any(|c| opts.contains(&c)).then_some(path)
+        })?;
+        let below = if root == "/" { Some(path) } else { path.strip_prefix(root).filter(|r| r.is_empty() || r.starts_with('/')) };
+        let mut file = PathBuf::from(mount_point);
+        file.push(below?.trim_start_matches('/'));
+        file.push("cgroup.procs");
+        return Some(file);
+    }
+    None
+}
+
+/// Have the kernel ready to move a process into a v1 cgroup.
+///
+/// Each move through cgroup.procs takes cgroup_threadgroup_rwsem for
+/// writing, which first waits for an RCU grace period (its readers switch to
+/// their slow path): 5-15 ms on a mostly idle host, on every start that
+/// follows a pause. The switch then holds until about a grace period after
+/// the last move. A container joining its v1 cgroups pays that wait in the
+/// middle of its start; this pays it ahead, with a move that changes nothing
+/// (this process into the cgroup it is already in), so that a caller who
+/// runs it on a thread early (the CLI, while Python imports the rest) finds
+/// the join fast. On v2 hosts the child is cloned straight into its cgroup,
+/// which waits for nothing: there this does nothing. Best effort: errors are
+/// ignored.
+pub fn prewarm_migration() {
+    if layout().0 == Mode::V2 {
+        return;
+    }
+    let (Ok(info), Ok(own)) = (fs::read_to_string("/proc/self/mountinfo"), fs::read_to_string("/proc/self/cgroup")) else {
+        return;
+    };
+    if let Some(file) = own_v1_procs_file(&info, &own) {
+        let _ = fs::write(file, "0");
+    }
+}
+
 /// The manager for cgroup `rel` (e.g. "pinnace/ID") on this host, seeing
 /// every hierarchy a container may have joined (to read, kill, remove). The
 /// host's layout and v1 mounts are read once per process.
@@ -302,6 +358,25 @@ mod tests {
                 (vec!["memory".into()], PathBuf::from("/sys/fs/cgroup/memory")),
             ]
         );
+    }
+
+    #[test]
+    fn own_v1_cgroup_is_found_below_its_mount_root() {
+        let info = "\
+30 25 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+35 30 0:31 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd
+33 30 0:29 /docker/abc /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
+34 30 0:30 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory";
+        let own = "12:name=systemd:/user.slice\n4:memory:/user.slice/x\n3:cpu,cpuacct:/docker/abc/inner\n0::/\n";
+        assert_eq!(own_v1_procs_file(info, own), Some(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/inner/cgroup.procs")));
+        // a cgroup outside what the mount shows: nothing to write to
+        let outside = "3:cpu,cpuacct:/elsewhere\n";
+        assert_eq!(own_v1_procs_file(info, outside), None);
+        let root_mount = "34 30 0:30 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory";
+        assert_eq!(own_v1_procs_file(root_mount, "4:memory:/\n"), Some(PathBuf::from("/sys/fs/cgroup/memory/cgroup.procs")));
+        // v2 only
+        assert_eq!(own_v1_procs_file("31 30 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw", "0::/x\n"), None);
     }
 
     #[test]

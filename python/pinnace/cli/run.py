@@ -10,7 +10,12 @@ from pinnace.cli.flags import RUN_FLAGS
 
 def execute(globals_: dict, values: dict, rest: list[str]) -> int:
     """Run with parsed flags; ``rest`` is IMAGE [CMD...] (or CMD... with --rootfs)."""
-    from pinnace import _core, images
+    from pinnace import _core
+
+    # first: the kernel gets ready for the container's cgroup join while
+    # Python imports and prepares the rest (v1 hosts; see the core's doc)
+    _core.cgroup_prewarm()
+    from pinnace import images
     from pinnace.config import RunOptions
     from pinnace.containers import Store, default_root, default_runroot
     from pinnace.containers.runner import run
