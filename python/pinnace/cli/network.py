@@ -10,7 +10,7 @@ from pinnace.errors import PinnaceError
 
 
 def _nets(obj):
-    from pinnace.network import Networks
+    from pinnace.network.store import Networks
 
     return Networks(obj.root, obj.runroot)
 
@@ -181,7 +181,8 @@ def connect(obj, ip: str | None, aliases, network_name: str, container: str) -> 
     """Connect a running container to a network (one more interface)."""
     from pinnace.errors import Conflict, UsageError
     from pinnace.network import DEFAULT, MODES
-    from pinnace.network.setup import _valid_hostname, attach_running
+    from pinnace.network.bridge import attach_running
+    from pinnace.network.setup import _valid_hostname
 
     for alias in aliases:
         if not _valid_hostname(alias):
@@ -217,7 +218,7 @@ def connect(obj, ip: str | None, aliases, network_name: str, container: str) -> 
 def disconnect(obj, force: bool, network_name: str, container: str) -> int:
     """Disconnect a container from a network."""
     from pinnace.errors import Conflict
-    from pinnace.network.setup import detach_running
+    from pinnace.network.bridge import detach_running
 
     nets = _nets(obj)
     net = nets.get(network_name)
@@ -240,7 +241,7 @@ def _record_endpoints(store, cid: str, name: str, endpoint: dict | None) -> None
     import os
 
     from pinnace._jsonenc import loads
-    from pinnace.network.setup import write_down_script
+    from pinnace.network.bridge import write_down_script
 
     p = store.paths(cid)
     for path, write in ((p.runtime_file, store.write_runtime), (p.state_file, store.write_state)):

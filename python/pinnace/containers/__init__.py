@@ -160,7 +160,7 @@ class Store:
         self.run_containers = os.path.join(self.runroot, "containers")
 
     def networks(self):
-        from pinnace.network import Networks
+        from pinnace.network.store import Networks
 
         return Networks(self.root, self.runroot)
 
@@ -424,7 +424,7 @@ class Store:
                 # and old enough not to be one that is just starting.
                 _core.cgroup_destroy(cgroup_path(cid))
         _core.cgroup_remove_parent_if_empty(CGROUP_PARENT)
-        from pinnace.network.setup import sweep
+        from pinnace.network.bridge import sweep
 
         sweep(self.networks(), self)
         # runtime records whose container directory is gone
@@ -453,7 +453,7 @@ def _pid_alive(pid: str) -> bool:
 def _release_network(store: Store, cid: str, settings: dict | None) -> None:
     """Addresses and ports a container left (its owner died without giving them back)."""
     nets = store.networks()
-    from pinnace.network.setup import release
+    from pinnace.network.bridge import release
 
     release(nets, store, cid, settings if settings and settings.get("Networks") else None)
 

@@ -23,8 +23,9 @@ from pinnace.containers import RESET_DONE, RESET_REQUEST, TRASH_PREFIX, Store, n
 from pinnace.containers.runner import _etc_files, initial_record, join_netns, net_request_options, prepare, shim_binary
 from pinnace.errors import ExecError, SetupError
 from pinnace.images import Image
-from pinnace.network import Networks
+from pinnace.network import bridge as netbridge
 from pinnace.network import setup as netsetup
+from pinnace.network.store import Networks
 
 SHIM_CONFIG = "shim.json"
 _SPAWN_LOCK = _thread.allocate_lock()
@@ -184,7 +185,7 @@ def start_detached(store: Store, image: Image, opts: RunOptions, *, tty: bool = 
         if lock_fd >= 0:
             os.close(lock_fd)
         if not handed_over and net is not None and netreq.mode == "bridge":
-            netsetup.release(nets, store, cid)
+            netbridge.release(nets, store, cid)
         if not handed_over:
             # the shim never took the container: it is ours to remove
             store.release_name(name, cid)
@@ -220,7 +221,7 @@ def restart_detached(store: Store, cid: str) -> int:
         state.pop("RestartCount", None)
         nets = Networks(store.root, store.runroot)
         # what an earlier run left (a shim that died could not give it back)
-        netsetup.release(nets, store, cid)
+        netbridge.release(nets, store, cid)
         net = _network_again(store, nets, cid, state, config)
         try:
             state["State"] = {"Status": "running", "Running": True, "Pid": 0, "ExitCode": 0, "OOMKilled": False,
@@ -229,7 +230,7 @@ def restart_detached(store: Store, cid: str) -> int:
             config["runtime_record"] = {"path": p.runtime_file, "record": state}
             msg = _hand_over(shim_binary(store), config_path, config, lock_fd)
             if msg is None and net is not None:
-                netsetup.release(nets, store, cid)
+                netbridge.release(nets, store, cid)
             return _started(msg, cid)
         finally:
             if net is not None:

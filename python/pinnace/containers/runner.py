@@ -15,7 +15,6 @@ from pinnace._jsonenc import dumps
 from pinnace.config import RunOptions, build_spec, container_labels
 from pinnace.containers import Store, in_background, new_id, now
 from pinnace.images import Image
-from pinnace.network import Networks
 from pinnace.network import setup as netsetup
 
 
@@ -142,7 +141,8 @@ def run(
     background = background_removal and opts.remove
     hostname = opts.hostname or cid[:12]
     # The whole spec is built (and so validated) before anything exists on disk.
-    nets = Networks(store.root, store.runroot)
+    # bridge networks only: none and host need no network store (nor its imports)
+    nets = store.networks() if netsetup.mode_of(opts) == "bridge" else None
     netreq = netsetup.request(opts, image.config, nets)
     spec = build_spec(opts, image.config, image.layers, image.mounts, container_id=cid, rootfs=p.merged,
                       upper=p.upper, work=p.work, etc_files=_etc_files(p.dir, netreq.mode),
@@ -199,7 +199,9 @@ def run(
         if net is not None:
             net.close()
             if netreq.mode == "bridge":
-                netsetup.release(nets, store, cid)
+                from pinnace.network.bridge import release
+
+                release(nets, store, cid)
         if opts.remove or not os.path.exists(p.state_file):
             store.release_name(name, cid)
             store.remove_dirs(p, background=background)
