@@ -318,12 +318,12 @@ mod python {
         }
     }
 
-    /// Start `cgroups::prewarm_migration` on a thread of its own and return:
-    /// a container started a few milliseconds later joins its v1 cgroups
-    /// without waiting for the kernel (a no-op on v2 hosts).
+    /// `cgroups::prewarm_migration`: a container started a few milliseconds
+    /// later joins its v1 cgroups without waiting for the kernel (a no-op on
+    /// v2 hosts). Returns at once.
     #[pyfunction]
-    fn cgroup_prewarm() {
-        std::thread::spawn(cgroups::prewarm_migration);
+    fn cgroup_prewarm(py: Python<'_>) {
+        py.detach(cgroups::prewarm_migration)
     }
 
     /// Usage of cgroup `rel` (e.g. "pinnace/ID"); None when it does not exist.

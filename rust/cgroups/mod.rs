@@ -231,17 +231,18 @@ pub fn own_v1_procs_file(mountinfo: &str, proc_cgroup: &str) -> Option<PathBuf> 
     None
 }
 
-/// Have the kernel ready to move a process into a v1 cgroup.
+/// Get the kernel ready to move a process into a v1 cgroup, on a thread of
+/// its own; returns at once.
 ///
 /// Each move through cgroup.procs takes cgroup_threadgroup_rwsem for
 /// writing, which first waits for an RCU grace period (its readers switch to
 /// their slow path): 5-15 ms on a mostly idle host, on every start that
 /// follows a pause. The switch then holds until about a grace period after
 /// the last move. A container joining its v1 cgroups pays that wait in the
-/// middle of its start; this pays it ahead, with a move that changes nothing
-/// (this process into the cgroup it is already in), so that a caller who
-/// runs it on a thread early (the CLI, while Python imports the rest) finds
-/// the join fast. On v2 hosts the child is cloned straight into its cgroup,
+/// middle of its start; this starts it ahead, with a move that changes
+/// nothing (this process into the cgroup it is already in), so that a caller
+/// who calls this early (the CLI, before Python imports the rest) finds the
+/// join fast. On v2 hosts the child is cloned straight into its cgroup,
 /// which waits for nothing: there this does nothing. Best effort: errors are
 /// ignored.
 pub fn prewarm_migration() {
@@ -251,8 +252,26 @@ pub fn prewarm_migration() {
     let (Ok(info), Ok(own)) = (fs::read_to_string("/proc/self/mountinfo"), fs::read_to_string("/proc/self/cgroup")) else {
         return;
     };
-    if let Some(file) = own_v1_procs_file(&info, &own) {
-        let _ = fs::write(file, "0");
+    use std::os::unix::ffi::OsStringExt;
+    let Some(Ok(file)) = own_v1_procs_file(&info, &own).map(|f| std::ffi::CString::new(f.into_os_string().into_vec()))
+    else {
+        return;
+    };
+    // Plain open and write: the thread allocates nothing (its first malloc
+    // would set up an arena of its own) and needs no more than a small stack.
+    let spawned = std::thread::Builder::new().stack_size(64 << 10).spawn(move || unsafe {
+        let fd = libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd >= 0 {
+            libc::write(fd, b"0".as_ptr().cast(), 1);
+            libc::close(fd);
+        }
+    });
+    if spawned.is_ok() {
+        // When the other CPUs are busy the new thread is queued behind this
+        // one and would wait for a scheduler tick (4 ms) before it even
+        // starts the write, which is all the head start there is: let it run
+        // now. It blocks in the write at once, and this thread goes on.
+        unsafe { libc::sched_yield() };
     }
 }
 
