@@ -270,6 +270,25 @@ mod python {
         Ok(path.to_string_lossy().into_owned())
     }
 
+    /// flock(2) on `fd`: exclusive or shared, waiting (without the GIL) or
+    /// not. False when `block` is off and another holds the lock; OSError
+    /// otherwise, as fcntl.flock (which the CLI's start would import for this).
+    #[pyfunction]
+    #[pyo3(signature = (fd, *, exclusive=true, block=true))]
+    fn flock(py: Python<'_>, fd: i32, exclusive: bool, block: bool) -> PyResult<bool> {
+        let op = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH } | if block { 0 } else { libc::LOCK_NB };
+        py.detach(|| loop {
+            if unsafe { libc::flock(fd, op) } == 0 {
+                return Ok(true);
+            }
+            match nix::errno::Errno::last() {
+                nix::errno::Errno::EINTR => continue,
+                nix::errno::Errno::EWOULDBLOCK if !block => return Ok(false),
+                e => return Err(pyo3::exceptions::PyOSError::new_err((e as i32, e.desc()))),
+            }
+        })
+    }
+
     /// Remove a directory tree (symlinks removed, never followed), without
     /// holding the GIL; a missing path is fine, other errors are ignored as
     /// shutil.rmtree(ignore_errors=True) does.
@@ -483,6 +502,7 @@ mod python {
     #[pymodule]
     fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add_function(wrap_pyfunction!(remove_tree, m)?)?;
+        m.add_function(wrap_pyfunction!(flock, m)?)?;
         m.add_function(wrap_pyfunction!(shim_path, m)?)?;
         m.add_function(wrap_pyfunction!(unpack_layer, m)?)?;
         m.add_function(wrap_pyfunction!(cgroup_mode, m)?)?;

@@ -82,6 +82,9 @@ def shim_path(dir: str) -> str:
     """The pinnace-shim binary embedded in this module, written to
     ``dir/pinnace-shim-<content hash>`` (0755) the first time; its path."""
 
+def flock(fd: int, *, exclusive: bool = True, block: bool = True) -> bool:
+    """flock(2): False when not ``block`` and another holds it; OSError otherwise."""
+
 def remove_tree(path: str) -> None:
     """Remove a directory tree without holding the GIL; errors are ignored."""
 
