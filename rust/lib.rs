@@ -12,6 +12,7 @@ pub mod ops;
 pub mod plan;
 pub mod shim;
 pub mod spawn;
+pub mod store;
 #[cfg(feature = "unpack")]
 pub mod unpack;
 
@@ -289,6 +290,14 @@ mod python {
         })
     }
 
+    /// `store::spread_subdirs`: the new subdirectories of `path` go to block
+    /// groups of their own (ext2/3/4); False where the filesystem cannot.
+    #[pyfunction]
+    fn spread_subdirs(path: PathBuf) -> PyResult<bool> {
+        crate::store::spread_subdirs(&path)
+            .map_err(|e| pyo3::exceptions::PyOSError::new_err((e as i32, e.desc(), path.display().to_string())))
+    }
+
     /// Remove a directory tree (symlinks removed, never followed), without
     /// holding the GIL; a missing path is fine, other errors are ignored as
     /// shutil.rmtree(ignore_errors=True) does.
@@ -503,6 +512,7 @@ mod python {
     fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add_function(wrap_pyfunction!(remove_tree, m)?)?;
         m.add_function(wrap_pyfunction!(flock, m)?)?;
+        m.add_function(wrap_pyfunction!(spread_subdirs, m)?)?;
         m.add_function(wrap_pyfunction!(shim_path, m)?)?;
         m.add_function(wrap_pyfunction!(unpack_layer, m)?)?;
         m.add_function(wrap_pyfunction!(cgroup_mode, m)?)?;

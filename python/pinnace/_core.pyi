@@ -85,6 +85,10 @@ def shim_path(dir: str) -> str:
 def flock(fd: int, *, exclusive: bool = True, block: bool = True) -> bool:
     """flock(2): False when not ``block`` and another holds it; OSError otherwise."""
 
+def spread_subdirs(path: str) -> bool:
+    """Flag ``path`` so that its new subdirectories are spread over the block groups
+    (ext2/3/4 FS_TOPDIR_FL, chattr +T); False where the filesystem has no such flag."""
+
 def remove_tree(path: str) -> None:
     """Remove a directory tree without holding the GIL; errors are ignored."""
 

@@ -46,6 +46,24 @@ def _rmtree(path: str) -> None:
     _core.remove_tree(path)
 
 
+_spread: set[str] = set()
+
+
+def _spread_subdirs(path: str) -> None:
+    """Each container's directory in a block group of its own (ext2/3/4; see
+    the core's ``spread_subdirs``): on ext4 without a journal, a crowded
+    group made every start slower than the one before. Once per process."""
+    if path in _spread:
+        return
+    from pinnace import _core
+
+    try:
+        _core.spread_subdirs(path)
+    except OSError:
+        return  # missing (the caller makes it and asks again), or not ours to flag
+    _spread.add(path)
+
+
 TRASH_PREFIX = ".trash-"
 #: in a container's directory: a reset asked for (``control.reset``), answered by its shim
 RESET_REQUEST = "reset.request"
@@ -216,10 +234,12 @@ class Store:
     def create_dirs(self, p: Paths) -> int:
         """Make the container's directory, locked from the first moment (so a
         concurrent prune never takes it for an orphan); returns the lock fd."""
+        _spread_subdirs(self.containers)
         try:
             os.mkdir(p.dir, 0o700)
         except FileNotFoundError:
             os.makedirs(self.containers, exist_ok=True)
+            _spread_subdirs(self.containers)
             os.mkdir(p.dir, 0o700)
         fd = self.lock(p)
         for d in (p.upper, p.work, p.merged):
