@@ -68,6 +68,10 @@ pub struct Config {
     /// start), before the container is removed and the lock let go: what
     /// gives back the container's network (firewall elements, leases).
     pub exit_command: Option<Vec<String>>,
+    /// A file naming, one per line, files to delete once the container has
+    /// ended (before `exit_command`): the leases of its addresses, given back
+    /// without running a program.
+    pub exit_unlink: Option<PathBuf>,
     /// Where a reset is asked for and answered (absent: no resets).
     pub reset: Option<Reset>,
 }
@@ -156,10 +160,15 @@ impl Config {
             }),
             Some(_) => return Err("reset: expected an object".into()),
         };
+        let exit_unlink = match v.get("exit_unlink") {
+            None | Some(Value::Null) => None,
+            Some(_) => Some(path(&v, "exit_unlink")?),
+        };
         Ok(Config {
             spec,
             runtime_record,
             exit_command,
+            exit_unlink,
             reset,
             log_path: path(&v, "log_path")?,
             exit_path: path(&v, "exit_path")?,
@@ -694,9 +703,15 @@ fn restamp_record(path: &Path, pid: i32) {
     let _ = write_record(path, rec, pid);
 }
 
-/// Run `exit_command` to its end, its output discarded; a failure to run it
-/// leaves what it would have freed to the next pinnace command's sweep.
+/// Delete the files `exit_unlink` lists, then run `exit_command` to its end,
+/// its output discarded; a failure to run it leaves what it would have freed
+/// to the next pinnace command's sweep.
 fn run_exit_command(cfg: &Config) {
+    if let Some(list) = &cfg.exit_unlink {
+        for f in std::fs::read_to_string(list).unwrap_or_default().lines().filter(|l| !l.is_empty()) {
+            let _ = std::fs::remove_file(f);
+        }
+    }
     if let Some(argv) = &cfg.exit_command {
         let _ = std::process::Command::new(&argv[0])
             .args(&argv[1..])
@@ -832,7 +847,9 @@ mod tests {
         let c = Config::parse(r#"{"spec_path": "/b/config.json", "log_path": "l", "exit_path": "e", "lock_dir": "d", "ready_fd": 3}"#).unwrap();
         assert_eq!(c.spec, SpecSource::Path("/b/config.json".into()));
         assert_eq!((c.lock_fd, c.tty, c.console_size, c.remove, c.owner_pidfd), (None, false, None, None, None));
-        assert_eq!(c.reset, None);
+        assert_eq!((c.reset, c.exit_unlink), (None, None));
+        let c = Config::parse(r#"{"spec": {}, "log_path": "l", "exit_path": "e", "lock_dir": "d", "ready_fd": 3, "exit_unlink": "/c/net-down.files"}"#).unwrap();
+        assert_eq!(c.exit_unlink, Some(PathBuf::from("/c/net-down.files")));
 
         let reset = r#""reset": {"upper": "/c/upper", "work": "/c/work", "request": "/c/reset.request", "done": "/c/reset.done"}"#;
         let c = Config::parse(&format!(r#"{{"spec": {{}}, "log_path": "l", "exit_path": "e", "lock_dir": "d", "ready_fd": 3, {reset}}}"#)).unwrap();

@@ -320,6 +320,14 @@ def test_stop_and_start_lease_again_and_keep_publishing():
         _until(lambda: _answers("127.0.0.1", 18097, "restarted"), what="the port")
         pn("stop", "-t", "0", cid, check=True)
         assert not _answers("127.0.0.1", 18097, "restarted")
+        # its shim gave back the port's lease and firewall element, and the address
+        runroot = os.environ["PINNACE_RUNROOT"]
+        assert not [f for f in os.listdir(os.path.join(runroot, "net", "ports")) if "18097" in f]
+        assert "18097" not in subprocess.run(["nft", "list", "table", "ip", "pinnace"], capture_output=True,
+                                             text=True).stdout
+        leases = subprocess.run(["grep", "-rl", cid, os.path.join(runroot, "net")], capture_output=True,
+                                text=True).stdout
+        assert leases == "", leases
         st = _inspect(cid)
         assert st["NetworkSettings"]["IPAddress"] == ""
         pn("start", cid, check=True)

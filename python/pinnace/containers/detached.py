@@ -104,9 +104,15 @@ def _started(msg: dict | None, cid: str) -> int:
 
 
 def _exit_command(p, netreq) -> list[str] | None:
-    if netreq.mode != "bridge":
+    """The network's down script, which exists only for published ports."""
+    script = os.path.join(p.dir, netsetup.DOWN_SCRIPT)
+    if netreq.mode != "bridge" or not os.path.exists(script):
         return None
-    return ["/bin/sh", os.path.join(p.dir, netsetup.DOWN_SCRIPT)]
+    return ["/bin/sh", script]
+
+
+def _exit_unlink(p, netreq) -> str | None:
+    return os.path.join(p.dir, netsetup.DOWN_FILES) if netreq.mode == "bridge" else None
 
 
 def warn(message: str) -> None:
@@ -172,6 +178,7 @@ def start_detached(store: Store, image: Image, opts: RunOptions, *, tty: bool = 
                        "name_link": os.path.join(store.names, name), "name_target": cid,
                        "files": [p.runtime_file]} if opts.remove else None,
             "exit_command": _exit_command(p, netreq),
+            "exit_unlink": _exit_unlink(p, netreq),
             # Container.reset: the shim starts it again on an empty upper layer
             "reset": {"upper": p.upper, "work": p.work, "request": os.path.join(p.dir, RESET_REQUEST),
                       "done": os.path.join(p.dir, RESET_DONE)},
@@ -271,6 +278,7 @@ def _network_again(store: Store, nets: Networks, cid: str, state: dict, config: 
     if net.fd >= 0:
         join_netns(spec, f"/proc/{os.getpid()}/fd/{net.fd}")
     config["exit_command"] = _exit_command(p, netreq)
+    config["exit_unlink"] = _exit_unlink(p, netreq)
     state["NetworkSettings"] = net.settings
     return net
 

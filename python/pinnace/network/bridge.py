@@ -17,7 +17,7 @@ from pinnace._files import write_atomic
 from pinnace._jsonenc import dumps, loads
 from pinnace.errors import Conflict, SetupError
 from pinnace.network import parse_cidr
-from pinnace.network.setup import DOWN_SCRIPT, LOCALHOST, Attached, Request, settings_for
+from pinnace.network.setup import DOWN_FILES, DOWN_SCRIPT, LOCALHOST, Attached, Request, settings_for
 from pinnace.network.store import Locked, Networks, bridge_of, subnet_of
 
 MTU = 1500
@@ -362,16 +362,20 @@ def _write_resolv(p_dir: str, req: Request) -> None:
 
 
 def write_down_script(nets: Networks, p_dir: str, cid: str, lease_paths: list[str], ports: list[dict]) -> None:
-    """What the shim runs when a detached container ends: its ports' firewall
-    elements out, its leases given back."""
-    nft = _fw().nft_binary() if ports else None
-    lines = ["#!/bin/sh\n"]
-    if nft:
-        lines.append(f"{nft} -f - <<'EOF'\n{_fw().ports_down(ports)}EOF\n")
+    """What the shim does when a detached container ends: deletes the files
+    ``net-down.files`` lists (its leases, its ports'), and only when it
+    published ports runs ``net-down.sh`` (their firewall elements out)."""
     files = lease_paths + [os.path.join(nets.ports_dir, _port_file(p)) for p in ports]
-    if files:
-        lines.append("rm -f " + " ".join(f"'{f}'" for f in files) + "\n")
-    write_atomic(os.path.join(p_dir, DOWN_SCRIPT), "".join(lines))
+    write_atomic(os.path.join(p_dir, DOWN_FILES), "".join(f + "\n" for f in files))
+    nft = _fw().nft_binary() if ports else None
+    script = os.path.join(p_dir, DOWN_SCRIPT)
+    if nft:
+        write_atomic(script, f"#!/bin/sh\n{nft} -f - <<'EOF'\n{_fw().ports_down(ports)}EOF\n")
+    else:
+        try:
+            os.unlink(script)
+        except FileNotFoundError:
+            pass
 
 
 def release(nets: Networks, store, cid: str, settings: dict | None = None) -> None:

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from pinnace.network.store import Networks
 
 DOWN_SCRIPT = "net-down.sh"
+#: the files a detached container's shim deletes when it ends (its leases)
+DOWN_FILES = "net-down.files"
 LOCALHOST = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
 
