@@ -118,12 +118,13 @@ def test_exec_run_demux_stdout_stderr_and_input(box):
 
 
 def test_exec_run_stream_yields_chunks_as_they_come(box):
-    r = box.exec_run("echo one; sleep 0.4; echo two >&2", stream=True)
+    # "two" waits for a file made only once "one" has been read: chunks come
+    # while the command runs, not at its end
+    r = box.exec_run("echo one; while ! test -e /tmp/go-stream; do sleep 0.05; done; echo two >&2", stream=True)
     assert r.exit_code is None
-    t = time.monotonic()
-    first = next(r.output)
-    assert first == b"one\n" and time.monotonic() - t < 0.35
-    assert b"".join(r.output) == b"two\n" and time.monotonic() - t >= 0.35
+    assert next(r.output) == b"one\n"
+    box.exec_run("touch /tmp/go-stream")
+    assert b"".join(r.output) == b"two\n"
     chunks = list(box.exec_run("echo a; sleep 0.1; echo b >&2", stream=True, demux=True).output)
     assert chunks == [(b"a\n", None), (None, b"b\n")]
     with pytest.raises(ExecTimeout):
@@ -132,10 +133,16 @@ def test_exec_run_stream_yields_chunks_as_they_come(box):
 
 
 def test_exec_run_tty_streams_and_detaches(box, client):
-    r = box.exec_run("test -t 1 && echo one; sleep 0.4; echo two", tty=True, stream=True)
+    # "two" waits for a file this test makes only once it has read "one": the
+    # output streams while the command runs (chunks may split anywhere)
+    r = box.exec_run("test -t 1 && echo one; while ! test -e /tmp/go; do sleep 0.05; done; echo two",
+                     tty=True, stream=True)
     assert r.exit_code is None
-    t = time.monotonic()
-    assert next(r.output) == b"one\r\n" and time.monotonic() - t < 0.35
+    got = b""
+    while not got.endswith(b"\r\n"):
+        got += next(r.output)
+    assert got == b"one\r\n"
+    box.exec_run("touch /tmp/go")
     assert b"".join(r.output) == b"two\r\n"
     with pytest.raises(ExecTimeout):
         list(box.exec_run("exec sleep 30", tty=True, stream=True, timeout=0.2).output)
