@@ -571,8 +571,10 @@ fn supervise(r: Running, watch: &SharedWatch, config_path: &str) -> i32 {
         };
         // the old container's cgroup goes before the new one takes its place
         drop(c);
-        match relaunch(&cfg, reset, config_path, netns.as_ref()) {
-            Ok((new, old)) => {
+        let mut old = Vec::new();
+        let relaunched = relaunch(&cfg, reset, config_path, netns.as_ref(), &mut old);
+        match relaunched {
+            Ok(new) => {
                 c = new;
                 {
                     let mut w = watch.lock().unwrap_or_else(|e| e.into_inner());
@@ -589,12 +591,11 @@ fn supervise(r: Running, watch: &SharedWatch, config_path: &str) -> i32 {
                 }
                 answer(&reset.done, &json!({"pid": c.pid}).to_string());
                 c.release_plan();
-                for dir in old {
-                    let _ = std::fs::remove_dir_all(dir);
-                }
+                remove_all(&old);
             }
             Err((msg, code)) => {
                 answer(&reset.done, &json!({"error": msg, "exit_code": code}).to_string());
+                remove_all(&old);
                 break (exit_json(code, None, false, &now(), Some(&msg)), None);
             }
         }
@@ -650,8 +651,16 @@ fn joins_netns(spec: &str) -> bool {
     network_ns(&v).is_some_and(|ns| ns.get("path").and_then(Value::as_str).is_some_and(|p| !p.is_empty()))
 }
 
+fn is_network(ns: &Value) -> bool {
+    ns.get("type").and_then(Value::as_str) == Some("network")
+}
+
 fn network_ns(spec: &Value) -> Option<&Value> {
-    spec.pointer("/linux/namespaces")?.as_array()?.iter().find(|ns| ns.get("type").and_then(Value::as_str) == Some("network"))
+    spec.pointer("/linux/namespaces")?.as_array()?.iter().find(|ns| is_network(ns))
+}
+
+fn network_ns_mut(spec: &mut Value) -> Option<&mut Value> {
+    spec.pointer_mut("/linux/namespaces")?.as_array_mut()?.iter_mut().find(|ns| is_network(ns))
 }
 
 fn open_netns(pid: i32) -> Option<OwnedFd> {
@@ -661,12 +670,11 @@ fn open_netns(pid: i32) -> Option<OwnedFd> {
 }
 
 /// Start the container again for a reset: an empty upper layer and work
-/// directory (the old ones' paths returned, to be deleted once the caller
-/// has its answer), the
+/// directory (the old ones' paths pushed onto `old`, to be deleted once the
+/// caller has its answer, whether or not the start succeeded), the
 /// spec from the shim's configuration file, the kept network namespace.
-fn relaunch(cfg: &Config, reset: &Reset, config_path: &str, netns: Option<&OwnedFd>) -> Result<(spawn::Container, Vec<PathBuf>), (String, i32)> {
+fn relaunch(cfg: &Config, reset: &Reset, config_path: &str, netns: Option<&OwnedFd>, old: &mut Vec<PathBuf>) -> Result<spawn::Container, (String, i32)> {
     let stamp = format!(".reset-{}", now().replace([':', '.'], ""));
-    let mut old = Vec::new();
     for dir in [&reset.upper, &reset.work] {
         let mut aside = dir.as_os_str().to_owned();
         aside.push(&stamp);
@@ -680,17 +688,20 @@ fn relaunch(cfg: &Config, reset: &Reset, config_path: &str, netns: Option<&Owned
     let mut spec = v.get("spec").cloned().ok_or_else(|| (format!("reset: {config_path}: no spec"), 125))?;
     if let Some(fd) = netns {
         let path = format!("/proc/{}/fd/{}", std::process::id(), fd.as_raw_fd());
-        if let Some(ns) = spec.pointer_mut("/linux/namespaces").and_then(Value::as_array_mut).and_then(|a| {
-            a.iter_mut().find(|ns| ns.get("type").and_then(Value::as_str) == Some("network"))
-        }) {
+        if let Some(ns) = network_ns_mut(&mut spec) {
             ns["path"] = json!(path);
         }
     }
     let mut again = cfg.clone();
     again.spec = SpecSource::Inline(spec.to_string());
     again.runtime_record = None;
-    let c = launch(&again)?;
-    Ok((c, old))
+    launch(&again)
+}
+
+fn remove_all(dirs: &[PathBuf]) {
+    for dir in dirs {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 /// The runtime record after a reset: the new pid and start time.

@@ -242,18 +242,14 @@ class ResetInProgress:
         return self._reset_stopped()
 
     def _reset_stopped(self) -> int:
-        from pinnace import _core
-        from pinnace.containers.detached import restart_detached
+        from pinnace.containers.detached import fresh_dir, restart_detached
 
         p = self.store.paths(self.cid)
         lock = self.store.try_lock(p)
         try:
-            old = f"{p.upper}.reset-{time.monotonic_ns()}"
-            os.rename(p.upper, old)
-            os.mkdir(p.upper, 0o755)
+            fresh_dir(p.upper)
         finally:
             os.close(lock)
-        _core.remove_tree(old)
         return restart_detached(self.store, self.cid)  # which gives it a fresh work directory
 
 

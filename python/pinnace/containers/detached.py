@@ -223,7 +223,7 @@ def restart_detached(store: Store, cid: str) -> int:
                 os.unlink(stale)
             except FileNotFoundError:
                 pass
-        _fresh_work_dir(p.work)
+        fresh_dir(p.work)
         state = st
         state.pop("RestartCount", None)
         nets = Networks(store.root, store.runroot)
@@ -246,15 +246,16 @@ def restart_detached(store: Store, cid: str) -> int:
         os.close(lock_fd)
 
 
-def _fresh_work_dir(work: str) -> None:
-    """An empty overlay work directory: its content is scratch, and a
-    ``volatile`` overlay leaves a mark in it that refuses the next mount."""
-    old = f"{work}.old-{time.monotonic_ns()}"
+def fresh_dir(path: str) -> None:
+    """``path`` as an empty directory, its old content deleted: an overlay's
+    upper layer for a reset, its work directory for every start (scratch,
+    and a ``volatile`` overlay leaves a mark there that refuses the next mount)."""
+    old = f"{path}.old-{time.monotonic_ns()}"
     try:
-        os.rename(work, old)
+        os.rename(path, old)
     except FileNotFoundError:
         old = ""
-    os.mkdir(work, 0o755)
+    os.mkdir(path, 0o755)
     if old:
         _core.remove_tree(old)
 
